@@ -1,0 +1,46 @@
+"""`slm generate MODEL "prompt"`: stream a completion through the lean decode loop."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Optional
+
+import typer
+
+from slmkit.cli import app
+
+
+@app.command("generate")
+def generate_command(
+    model: str = typer.Argument(..., help="Embedded name, HF folder, .gguf file or hub id."),
+    prompt: str = typer.Argument(..., help="The prompt (wrapped in the chat template unless --raw)."),
+    max_tokens: int = typer.Option(128, "--max-tokens", "-n"),
+    temperature: float = typer.Option(0.0, "--temperature", "-t", help="0 = greedy."),
+    top_p: float = typer.Option(1.0, "--top-p"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    raw: bool = typer.Option(False, "--raw", help="Do not apply the chat template."),
+    dtype: str = typer.Option("float32", "--dtype"),
+) -> None:
+    """Generate text; prints tokens as they come and the speed at the end (stderr)."""
+    from slmkit.generation import SamplingParams, chat_prompt_ids, stop_ids, stream_tokens
+    from slmkit.models.loading import load
+
+    net, tokenizer = load(model, dtype)
+    ids = chat_prompt_ids(tokenizer, prompt, chat=not raw)
+    params = SamplingParams(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
+                            stop_token_ids=stop_ids(tokenizer))
+    tokens: list[int] = []
+    printed = ""
+    start = time.perf_counter()
+    for token in stream_tokens(net, ids, params):
+        if token in params.stop_token_ids:
+            break
+        tokens.append(token)
+        text = tokenizer.decode(tokens, skip_special_tokens=True)
+        sys.stdout.write(text[len(printed):])
+        sys.stdout.flush()
+        printed = text
+    elapsed = time.perf_counter() - start
+    sys.stdout.write("\n")
+    print(f"[{len(tokens)} tokens, {len(tokens) / elapsed:.1f} tokens/s]", file=sys.stderr)

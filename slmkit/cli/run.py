@@ -1,0 +1,134 @@
+"""`slm run RECIPE` and `slm compress MODEL --method NAME`: both execute a recipe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from slmkit.cli import app
+from slmkit.errors import SlmError
+from slmkit.evaluate.report import comparison_rows
+from slmkit.recipe import describe, load_recipe, parse_recipe
+from slmkit.steps import all_steps, get_step
+
+
+def print_summary(manifest: dict, out: Path) -> None:
+    rows = comparison_rows(manifest.get("baseline", {}), manifest.get("metrics", {}))
+    console = Console()
+    if rows:
+        table = Table(title=f"dense vs compressed ({manifest['source']})")
+        for col in ("metric", "dense", "compressed", "ratio"):
+            table.add_column(col, justify="right" if col != "metric" else "left")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    steps = ", ".join(f"{s['step']} {s['seconds']:.1f}s" for s in manifest["steps"])
+    console.print(f"steps: {steps or 'none'}")
+    console.print(f"saved: {out} (format {manifest['format']}); report: {out / 'report.md'}")
+
+
+@app.command("run")
+def run_command(
+    recipe: Path = typer.Argument(..., help="YAML recipe: model, steps, save, eval."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (written atomically)."),
+) -> None:
+    """Run a recipe: load → steps → save → evaluate; writes OUT/report.md."""
+    from slmkit.runner import run
+
+    manifest = run(load_recipe(recipe), out)
+    print_summary(manifest, out)
+
+
+def methods_help() -> str:
+    lines = ["Methods and their options (pass as --option value; flags without a value mean true):"]
+    for name, step in all_steps().items():
+        opts = " ".join(f"--{f.replace('_', '-')}" for f in step.options.model_fields)
+        lines.append(f"  {name}: {step.summary}. {opts}")
+    return "\n\n".join(lines)
+
+
+def parse_extra_options(args: list[str]) -> dict[str, str | bool]:
+    """['--sparsity', '0.5', '--owl'] -> {'sparsity': '0.5', 'owl': True}; pydantic coerces the strings."""
+    options: dict[str, str | bool] = {}
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if not token.startswith("--"):
+            raise SlmError(f"unexpected argument '{token}'")
+        key, eq, value = token[2:].partition("=")
+        key = key.replace("-", "_")
+        if eq:
+            options[key] = value
+        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+            options[key] = args[i + 1]
+            i += 1
+        else:
+            options[key] = True
+        i += 1
+    return options
+
+
+@app.command(
+    "compress",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    epilog=None,
+)
+def compress_command(
+    ctx: typer.Context,
+    model: str = typer.Argument(..., help="Embedded name, HF folder, .gguf file or hub id."),
+    method: str = typer.Option(..., "--method", "-m", help="A step name: see the list below."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (written atomically)."),
+    calib: str = typer.Option("pydoc", "--calib", help="Calibration data: pydoc, a text/JSON/JSONL file, or hf:NAME."),
+    nsamples: int = typer.Option(32, "--nsamples", help="Calibration windows."),
+    seqlen: int = typer.Option(512, "--seqlen", help="Tokens per calibration window."),
+    format: str = typer.Option("hf", "--format", help="Output format."),
+    dtype: str = typer.Option("float32", "--dtype", help="float32 or bfloat16."),
+    seed: int = typer.Option(0, "--seed"),
+    ppl: Optional[str] = typer.Option(None, "--ppl", help="Also measure perplexity (dense vs compressed) on this data."),
+    ppl_max_windows: int = typer.Option(8, "--ppl-max-windows"),
+    profile: bool = typer.Option(False, "--profile", help="Also profile size and speed against the dense model."),
+) -> None:
+    """Compress a model with one method; method options follow as --name value."""
+    from slmkit.runner import run
+
+    step = get_step(method)
+    options = parse_extra_options(ctx.args)
+    try:
+        step.options.model_validate(options)
+    except ValidationError as err:
+        problem = describe(err, step.options)
+        key, _, rest = problem.partition(":")
+        raise SlmError(f"--{key.replace('_', '-')}:{rest.replace('unknown key', f'unknown option for {method}')}") from None
+    recipe = parse_recipe(
+        {
+            "model": model,
+            "dtype": dtype,
+            "seed": seed,
+            "calibration": {"data": calib, "nsamples": nsamples, "seqlen": seqlen},
+            "steps": [{method: options}],
+            "save": {"format": format},
+            "eval": {
+                "perplexity": {"data": ppl, "max_windows": ppl_max_windows} if ppl else None,
+                "profile": {} if profile else None,
+                "baseline": True,
+            },
+        },
+        origin="slm compress",
+    )
+    manifest = run(recipe, out)
+    print_summary(manifest, out)
+
+
+def _attach_methods_help() -> None:
+    # Built lazily from the registry so every registered method shows up in --help.
+    cmd = next(c for c in app.registered_commands if c.name == "compress")
+    cmd.epilog = methods_help()
+
+
+_attach_methods_help()

@@ -1,0 +1,1 @@
+"""Obtaining a small model from a bigger one: pruning, quantization, low-rank factorization."""

@@ -1,0 +1,103 @@
+"""The OBS column sweep shared by SparseGPT and GPTQ (and their joint sparse + quantized form).
+
+Columns of W [out, in] are processed left to right in blocks. Each column is pruned (mask)
+and/or quantized, and the error it leaves is pushed onto the not-yet-processed columns
+through the upper Cholesky factor of the inverse Hessian H⁻¹ (H = XᵀX of the layer's
+inputs), so later columns compensate for earlier ones. Updates inside a block are applied
+at once ("lazy batch"); the block's accumulated error updates the rest in one matmul.
+
+References: Frantar & Alistarh 2023 (SparseGPT, Alg. 1), Frantar et al. 2022 (GPTQ).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+
+class ColumnQuantizer(Protocol):
+    """Quantizes one column at a time; may (re)compute its scales at group starts."""
+
+    group_size: int  # 0 = one set of scales per output row for the whole matrix
+
+    def prepare(self, column: int, weights: torch.Tensor) -> None:
+        """Called at column 0 and at each group start with the current (error-updated) weights
+        from `column` onward: [out, in - column]."""
+
+    def quantize(self, column: int, w: torch.Tensor) -> torch.Tensor:
+        """Quantize-dequantize one column [out] and return it."""
+
+
+def inverse_hessian_factor(hessian: torch.Tensor, damp: float = 0.01) -> tuple[torch.Tensor, torch.Tensor]:
+    """(upper Cholesky factor of (H + λI)⁻¹, dead-input mask). λ = `damp` × mean diagonal.
+
+    Inputs that never fire (zero diagonal) get H_jj = 1 so the factorisation exists; their
+    weights are zeroed by the caller since they never affect the output."""
+    H = hessian.clone().double()
+    dead = torch.diag(H) == 0
+    H[dead, dead] = 1.0
+    H.diagonal().add_(damp * torch.mean(torch.diag(H)))
+    for attempt in range(5):  # escalate damping if H is numerically indefinite
+        L, info = torch.linalg.cholesky_ex(H)
+        if info == 0:
+            break
+        H.diagonal().add_(damp * torch.mean(torch.diag(H)) * 10 ** attempt)
+    Hinv = torch.cholesky_inverse(L)
+    return torch.linalg.cholesky(Hinv, upper=True).float(), dead
+
+
+@torch.no_grad()
+def obs_sweep(
+    weight: torch.Tensor,
+    hessian: torch.Tensor,
+    sparsity: float = 0.0,
+    n_of_m: tuple[int, int] | None = None,
+    quantizer: ColumnQuantizer | None = None,
+    blocksize: int = 128,
+    damp: float = 0.01,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prune (unstructured `sparsity`, or N of every M consecutive inputs) and/or quantize W.
+
+    Returns (new weight [out, in] float32, mask of pruned weights). The unstructured mask is
+    chosen per block by the OBS saliency w² / [H⁻¹]²_jj, exactly int(sparsity · size) per block.
+    """
+    W = weight.detach().clone().float()
+    rows, columns = W.shape
+    Hinv, dead = inverse_hessian_factor(hessian, damp)
+    W[:, dead] = 0
+    pruned = torch.zeros_like(W, dtype=torch.bool)
+    if quantizer is not None:
+        quantizer.prepare(0, W)
+    for i1 in range(0, columns, blocksize):
+        i2 = min(i1 + blocksize, columns)
+        W1 = W[:, i1:i2].clone()
+        Hinv1 = Hinv[i1:i2, i1:i2]
+        Err1 = torch.zeros_like(W1)
+        mask1 = torch.zeros_like(W1, dtype=torch.bool)
+        diag = torch.diag(Hinv1)
+        if n_of_m is None and sparsity > 0:
+            saliency = W1.pow(2) / diag.pow(2).unsqueeze(0)
+            k = int(saliency.numel() * sparsity)
+            if k:
+                mask1.view(-1)[saliency.flatten().topk(k, largest=False).indices] = True
+        for i in range(i2 - i1):
+            col = i1 + i
+            if n_of_m is not None and i % n_of_m[1] == 0:
+                n, m = n_of_m
+                saliency = W1[:, i : i + m].pow(2) / diag[i : i + m].pow(2).unsqueeze(0)
+                mask1[:, i : i + m].scatter_(1, saliency.topk(n, dim=1, largest=False).indices, True)
+            if quantizer is not None and quantizer.group_size and col % quantizer.group_size == 0 and col:
+                quantizer.prepare(col, torch.cat([W1[:, i:], W[:, i2:]], dim=1))
+            w = W1[:, i]
+            q = w.masked_fill(mask1[:, i], 0.0)
+            if quantizer is not None:
+                q = quantizer.quantize(col, q).masked_fill(mask1[:, i], 0.0)
+            err = (w - q) / Hinv1[i, i]
+            W1[:, i:] -= err.unsqueeze(1) * Hinv1[i, i:].unsqueeze(0)
+            W1[:, i] = q
+            Err1[:, i] = err
+        W[:, i1:i2] = W1
+        pruned[:, i1:i2] = mask1
+        W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
+    return W, pruned

@@ -1,0 +1,1 @@
+"""Weight pruning: which weights to zero, and in which pattern."""

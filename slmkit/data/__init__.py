@@ -1,0 +1,1 @@
+"""Text corpora, calibration sampling, task files and instruction data."""

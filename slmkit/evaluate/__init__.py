@@ -1,0 +1,1 @@
+"""Perplexity, efficiency profile, zero-shot tasks, trust suite and reports."""

@@ -1,0 +1,187 @@
+"""Efficiency profile: parameters, bytes, peak memory, prefill and decode speed.
+
+Each model is measured in a fresh process so that its peak RSS is its own, with a fixed
+thread count, a warm-up run and the median of several timed runs. Compare models only
+against a reference measured in the same run (`compare`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from slmkit.errors import SlmError
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt")
+
+
+@dataclass
+class Profile:
+    model: str
+    parameters: int
+    nonzero_parameters: int
+    bytes_on_disk: int
+    bytes_in_memory: int
+    peak_rss_bytes: int
+    prefill_tokens_per_s: float
+    decode_tokens_per_s: float
+    prompt_tokens: int
+    decode_tokens: int
+    threads: int
+    dtype: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def default_threads() -> int:
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def weights_bytes(folder: str | Path) -> int:
+    """Bytes of the weight files in a model folder (or of a single weight file)."""
+    path = Path(folder)
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.iterdir() if p.suffix in WEIGHT_SUFFIXES)
+
+
+def tensor_bytes(model) -> int:
+    """Bytes held by parameters and buffers, each storage counted once (tied weights, packed ints)."""
+    seen, total = set(), 0
+    for t in list(model.parameters()) + list(model.buffers()):
+        key = t.untyped_storage().data_ptr()
+        if key not in seen:
+            seen.add(key)
+            total += t.untyped_storage().nbytes()
+    return total
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(total, non-zero) parameters; tied weights count once, packed quantized weights by logical size."""
+    total = nonzero = 0
+    seen = set()
+    for module in model.modules():
+        counter = getattr(module, "logical_parameters", None)
+        if counter is not None:  # packed quantized layers report their logical size
+            n, nz = counter()
+            total, nonzero = total + n, nonzero + nz
+            for p in module.parameters(recurse=False):
+                seen.add(p.data_ptr())
+    for p in model.parameters():
+        if p.data_ptr() in seen:
+            continue
+        seen.add(p.data_ptr())
+        total += p.numel()
+        nonzero += int(p.count_nonzero())
+    return total, nonzero
+
+
+def measure(
+    spec: str,
+    prompt_tokens: int = 512,
+    decode_tokens: int = 128,
+    repeats: int = 5,
+    threads: int | None = None,
+    dtype: str = "float32",
+) -> Profile:
+    """Profile a model in this process (use `measure_in_subprocess` for an honest peak RSS)."""
+    import psutil
+    import torch
+
+    from slmkit.data.calibration import token_stream
+    from slmkit.generation import SamplingParams, stream_tokens
+    from slmkit.models.loading import load, model_folder
+    from slmkit.models.source import resolve_model
+
+    threads = threads or default_threads()
+    torch.set_num_threads(threads)
+    model, tokenizer = load(spec, dtype=dtype)
+    folder = model_folder(resolve_model(spec))
+    text_ids = token_stream(tokenizer, "pydoc", max_tokens=prompt_tokens + 64)
+    prompt = text_ids[:prompt_tokens].unsqueeze(0)
+    short = text_ids[:32].unsqueeze(0)
+
+    def prefill() -> float:
+        start = time.perf_counter()
+        with torch.inference_mode():
+            model(prompt, use_cache=True, logits_to_keep=1)
+        return prompt_tokens / (time.perf_counter() - start)
+
+    def decode() -> float:
+        tokens = stream_tokens(model, short, SamplingParams(max_new_tokens=decode_tokens))
+        next(tokens)  # the first token comes from the prefill; time the decode steps only
+        start = time.perf_counter()
+        n = sum(1 for _ in tokens)
+        return n / (time.perf_counter() - start)
+
+    prefill(), decode()  # warm-up
+    prefill_speed = statistics.median(prefill() for _ in range(repeats))
+    decode_speed = statistics.median(decode() for _ in range(repeats))
+    total, nonzero = count_parameters(model)
+    return Profile(
+        model=spec,
+        parameters=total,
+        nonzero_parameters=nonzero,
+        bytes_on_disk=weights_bytes(folder) if Path(folder).exists() else 0,
+        bytes_in_memory=tensor_bytes(model),
+        peak_rss_bytes=peak_rss(psutil),
+        prefill_tokens_per_s=prefill_speed,
+        decode_tokens_per_s=decode_speed,
+        prompt_tokens=prompt_tokens,
+        decode_tokens=decode_tokens,
+        threads=threads,
+        dtype=dtype,
+    )
+
+
+def peak_rss(psutil) -> int:
+    """This process's peak resident memory. VmHWM, unlike ru_maxrss, is not inherited across fork+exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return psutil.Process().memory_info().rss
+
+
+def measure_in_subprocess(spec: str, **kwargs) -> Profile:
+    """Profile a model in a fresh Python process and return its measurements."""
+    cmd = [sys.executable, "-m", "slmkit.evaluate.profile", spec, json.dumps(kwargs)]
+    env = dict(os.environ, SLMKIT_PROGRESS="0")
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SlmError(f"profiling {spec} failed: {tail}")
+    return Profile(**json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+RATIO_FIELDS = ("parameters", "nonzero_parameters", "bytes_on_disk", "bytes_in_memory", "peak_rss_bytes",
+                "prefill_tokens_per_s", "decode_tokens_per_s")
+
+
+def compare(reference: Profile, other: Profile) -> dict[str, float]:
+    """other / reference for each measured quantity (speed ratios > 1 are faster)."""
+    out = {}
+    for name in RATIO_FIELDS:
+        ref = getattr(reference, name)
+        out[name] = getattr(other, name) / ref if ref else float("nan")
+    return out
+
+
+if __name__ == "__main__":  # the child process of measure_in_subprocess
+    try:
+        profile = measure(sys.argv[1], **json.loads(sys.argv[2]))
+    except SlmError as err:
+        print(str(err), file=sys.stderr)
+        sys.exit(1)
+    print(json.dumps(profile.to_dict()))

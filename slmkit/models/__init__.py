@@ -1,0 +1,1 @@
+"""Model loading, architecture anatomy and saving."""

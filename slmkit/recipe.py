@@ -1,0 +1,194 @@
+"""YAML recipes: a model, a seed, calibration data, an ordered list of steps, a format, an eval.
+
+    model: smollm2-135m
+    steps:
+      - magnitude: {sparsity: 0.5}
+    eval:
+      perplexity: {data: pydoc, seqlen: 512, max_windows: 16}
+
+Validation is torch-free and complete before any work starts: a wrong key, value, step name
+or missing file fails with one line that names the key and the valid choices.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
+
+from slmkit.data.corpus import check_source
+from slmkit.errors import SlmError
+from slmkit.formats import SAVE_FORMATS
+from slmkit.models.source import resolve_model
+from slmkit.steps import StepOptions, get_step
+
+
+def as_value_error(check, value):
+    """Run a torch-free check inside a validator so its message gets the key's name."""
+    try:
+        check(value)
+    except SlmError as err:
+        raise ValueError(str(err)) from None
+    return value
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CalibrationConfig(Section):
+    data: str = Field("pydoc", description="pydoc, a text/JSON/JSONL file, or hf:NAME[:CONFIG][@SPLIT]")
+    nsamples: PositiveInt = 32
+    seqlen: PositiveInt = 512
+
+    @field_validator("data")
+    @classmethod
+    def _exists(cls, value: str) -> str:
+        return as_value_error(check_source, value)
+
+
+class PerplexityEval(Section):
+    data: str = "pydoc"
+    seqlen: PositiveInt = 512
+    max_windows: Optional[PositiveInt] = 16
+
+    _exists = field_validator("data")(CalibrationConfig._exists.__func__)
+
+
+class ProfileEval(Section):
+    prompt_tokens: PositiveInt = 512
+    decode_tokens: PositiveInt = 128
+    repeats: PositiveInt = 3
+    threads: Optional[PositiveInt] = None
+
+
+class EvalConfig(Section):
+    perplexity: Optional[PerplexityEval] = PerplexityEval()
+    profile: Optional[ProfileEval] = ProfileEval()
+    baseline: bool = Field(True, description="measure the uncompressed model in the same run")
+
+
+class SaveConfig(Section):
+    format: str = "hf"
+
+    @field_validator("format")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in SAVE_FORMATS:
+            raise ValueError(f"unknown format '{value}' (valid: {', '.join(SAVE_FORMATS)})")
+        return value
+
+
+class StepEntry(BaseModel):
+    name: str
+    options: StepOptions
+
+
+class Recipe(Section):
+    model: str
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    seed: int = 0
+    calibration: CalibrationConfig = CalibrationConfig()
+    steps: list[StepEntry] = []
+    save: SaveConfig = SaveConfig()
+    eval: EvalConfig = EvalConfig()
+
+    @field_validator("model")
+    @classmethod
+    def _resolvable(cls, value: str) -> str:
+        return as_value_error(resolve_model, value)
+
+    def to_dict(self) -> dict:
+        data = self.model_dump(exclude={"steps"})
+        data["steps"] = [{s.name: s.options.model_dump()} for s in self.steps]
+        return data
+
+
+def parse_recipe(data: Any, origin: str = "recipe") -> Recipe:
+    """Validate a recipe mapping; raise SlmError with one line naming the bad key."""
+    if not isinstance(data, dict):
+        raise SlmError(f"{origin}: a recipe is a mapping with at least a 'model' key")
+    raw_steps = data.get("steps") or []
+    if not isinstance(raw_steps, list):
+        raise SlmError(f"{origin}: steps: expected a list of '- name: {{options}}' items")
+    steps = [parse_step(item, f"steps[{i}]", origin) for i, item in enumerate(raw_steps)]
+    try:
+        return Recipe.model_validate({**data, "steps": steps})
+    except ValidationError as err:
+        raise SlmError(f"{origin}: {describe(err, Recipe)}") from None
+    except SlmError as err:
+        raise SlmError(f"{origin}: {err}") from None
+
+
+def parse_step(item: Any, where: str, origin: str) -> StepEntry:
+    if isinstance(item, str):
+        item = {item: {}}
+    if not isinstance(item, dict) or len(item) != 1:
+        raise SlmError(f"{origin}: {where}: each step is one mapping '- name: {{options}}'")
+    (name, options), = item.items()
+    try:
+        step = get_step(name)
+    except SlmError as err:
+        raise SlmError(f"{origin}: {where}: {err}") from None
+    try:
+        return StepEntry(name=name, options=step.options.model_validate(options or {}))
+    except ValidationError as err:
+        raise SlmError(f"{origin}: {where}.{name}.{describe(err, step.options)}") from None
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    path = Path(path)
+    if not path.is_file():
+        raise SlmError(f"recipe not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise SlmError(f"{path}:{where} invalid YAML: {getattr(err, 'problem', err)}") from None
+    return parse_recipe(data, str(path))
+
+
+def describe(err: ValidationError, model: type[BaseModel]) -> str:
+    """The first validation error as 'key.path: problem (valid: …)'."""
+    first = err.errors()[0]
+    loc = [str(p) for p in first["loc"]]
+    key = ".".join(loc) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        valid = ", ".join(fields_at(model, first["loc"][:-1]))
+        return f"{key}: unknown key (valid: {valid})"
+    if first["type"] == "missing":
+        return f"{key}: required key is missing"
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] != "value_error" and "input" in first and not isinstance(first["input"], (dict, list)):
+        msg += f" (got {first['input']!r})"
+    return f"{key}: {msg}"
+
+
+def fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names of the (nested) model found at a validation location."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part) if isinstance(current, type) and issubclass(current, BaseModel) else None
+        if field is None:
+            return []
+        current = unwrap(field.annotation)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def unwrap(annotation: Any) -> Any:
+    """The model class inside Optional[...] / X | None / list[...]."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType, list):
+        for arg in typing.get_args(annotation):
+            if arg is not type(None):
+                return unwrap(arg)
+    return annotation

@@ -1,0 +1,106 @@
+"""Run a recipe: load → steps → save → evaluate, into an output folder that appears only when complete."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from slmkit.recipe import Recipe, load_recipe, parse_recipe
+from slmkit.steps import StepContext, get_step
+
+
+def as_recipe(recipe: Recipe | str | Path | dict) -> Recipe:
+    if isinstance(recipe, Recipe):
+        return recipe
+    if isinstance(recipe, dict):
+        return parse_recipe(recipe)
+    return load_recipe(recipe)
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def apply_steps(model, tokenizer, recipe: Recipe, show_progress: bool = True) -> tuple[Any, list[dict]]:
+    """Apply the recipe's steps in order; return the model and a log of what each did and took."""
+    context = StepContext(
+        seed=recipe.seed,
+        calibration_source=recipe.calibration.data,
+        nsamples=recipe.calibration.nsamples,
+        seqlen=recipe.calibration.seqlen,
+        tokenizer=tokenizer,
+    )
+    log = []
+    for entry in recipe.steps:
+        step = get_step(entry.name)
+        start = time.perf_counter()
+        result = step.function()(model, tokenizer, entry.options, context)
+        model = result if result is not None else model
+        log.append({"step": entry.name, "options": entry.options.model_dump(), "seconds": round(time.perf_counter() - start, 3)})
+    return model, log
+
+
+def run(recipe: Recipe | str | Path | dict, out: str | Path, show_progress: bool = True) -> dict:
+    """Execute a recipe and write `out/` (model, slmkit.json, report.md). Returns the manifest."""
+    from slmkit.evaluate.perplexity import perplexity
+    from slmkit.evaluate.profile import measure_in_subprocess
+    from slmkit.evaluate.report import run_report
+    from slmkit.formats import saver
+    from slmkit.models.loading import load
+    from slmkit.models.saving import atomic_output_dir, check_output_dir, versions, write_manifest
+
+    recipe = as_recipe(recipe)
+    out = check_output_dir(out)
+    seed_everything(recipe.seed)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    model, tokenizer = load(recipe.model, recipe.dtype)
+    timings["load"] = time.perf_counter() - start
+
+    ppl_cfg, prof_cfg = recipe.eval.perplexity, recipe.eval.profile
+    baseline: dict[str, Any] = {}
+    if recipe.eval.baseline and ppl_cfg:
+        baseline["perplexity"] = perplexity(model, tokenizer, ppl_cfg.data, ppl_cfg.seqlen, ppl_cfg.max_windows,
+                                            show_progress=show_progress).to_dict()
+
+    start = time.perf_counter()
+    model, step_log = apply_steps(model, tokenizer, recipe, show_progress)
+    timings["steps"] = time.perf_counter() - start
+
+    metrics: dict[str, Any] = {}
+    with atomic_output_dir(out) as tmp:
+        start = time.perf_counter()
+        saver(recipe.save.format)(model, tokenizer, tmp)
+        timings["save"] = time.perf_counter() - start
+        if ppl_cfg:
+            metrics["perplexity"] = perplexity(model, tokenizer, ppl_cfg.data, ppl_cfg.seqlen, ppl_cfg.max_windows,
+                                               show_progress=show_progress).to_dict()
+        if prof_cfg:
+            del model  # profile in fresh processes; free this one's memory first
+            kwargs = prof_cfg.model_dump()
+            metrics["profile"] = measure_in_subprocess(str(tmp), **kwargs).to_dict()
+            metrics["profile"]["model"] = str(out)
+            if recipe.eval.baseline:
+                baseline["profile"] = measure_in_subprocess(recipe.model, **kwargs).to_dict()
+        timings["total"] = sum(timings.values())
+        manifest = {
+            "format": recipe.save.format,
+            "source": recipe.model,
+            "recipe": recipe.to_dict(),
+            "seed": recipe.seed,
+            "versions": versions(),
+            "steps": step_log,
+            "timings_s": {k: round(v, 3) for k, v in timings.items()},
+            "metrics": metrics,
+            "baseline": baseline,
+        }
+        write_manifest(tmp, manifest)
+        (tmp / "report.md").write_text(run_report(manifest))
+    return manifest

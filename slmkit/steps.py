@@ -1,0 +1,90 @@
+"""The step registry: every recipe step is a name, a typed options model and a function.
+
+Options models are plain pydantic classes in torch-free `options` modules, so a recipe is
+validated (and its errors reported) before torch is even imported. The function is named
+as "module:function" and imported only when the step runs; it takes
+`(model, tokenizer, options, context)` and returns the (possibly new) model.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict
+
+from slmkit.errors import SlmError
+
+# Modules that declare steps. A new algorithm family adds its options module here.
+OPTION_MODULES = (
+    "slmkit.compress.pruning.options",
+)
+
+
+class StepOptions(BaseModel):
+    """Base of every step's options: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    options: type[StepOptions]
+    target: str  # "package.module:function"
+    summary: str
+    uses_calibration: bool = False
+
+    def function(self) -> Callable:
+        module, _, func = self.target.partition(":")
+        return getattr(importlib.import_module(module), func)
+
+
+_REGISTRY: dict[str, Step] = {}
+_loaded = False
+
+
+def register_step(name: str, options: type[StepOptions], target: str, summary: str, uses_calibration: bool = False) -> None:
+    _REGISTRY[name] = Step(name, options, target, summary, uses_calibration)
+
+
+def _load() -> None:
+    global _loaded
+    if not _loaded:
+        for module in OPTION_MODULES:
+            importlib.import_module(module)
+        _loaded = True
+
+
+def all_steps() -> dict[str, Step]:
+    _load()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get_step(name: str) -> Step:
+    steps = all_steps()
+    if name not in steps:
+        raise SlmError(f"unknown step '{name}' (valid: {', '.join(steps)})")
+    return steps[name]
+
+
+@dataclass
+class StepContext:
+    """What a step may need besides the model: seed, calibration data, where to log."""
+
+    seed: int = 0
+    calibration_source: str = "pydoc"
+    nsamples: int = 32
+    seqlen: int = 512
+    tokenizer: Any = None
+    log: list[str] = field(default_factory=list)
+    _calibration: Any = None
+
+    def calibration_ids(self):
+        """The calibration batch [nsamples, seqlen], sampled once per run under the seed."""
+        if self._calibration is None:
+            from slmkit.data.calibration import calibration_batch
+
+            self._calibration = calibration_batch(self.tokenizer, self.calibration_source, self.nsamples, self.seqlen, self.seed)
+        return self._calibration
