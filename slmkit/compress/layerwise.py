@@ -16,6 +16,11 @@ An algorithm is any object with:
                                           {path in layer: LinearStats} for the group
 and optionally:
     after_layer(index, layer, inputs, outputs) -> None   sees each layer's input/output hidden states
+
+Linears that read the same tensor (q/k/v; gate/up) share one LinearStats object, so each
+statistic is accumulated once per input. With `offload` (compress/offload.py) the decoder
+layers live on disk: each is loaded just before it is processed and written back and freed
+right after, so peak memory grows with one layer instead of the whole model.
 """
 
 from __future__ import annotations
@@ -146,10 +151,19 @@ def in_features(module: nn.Module) -> int:
 
 
 @torch.no_grad()
-def collect_stats(layer: nn.Module, paths: list[str], inputs: LayerInputs, want: set[str]) -> dict[str, LinearStats]:
-    """One calibration pass through `layer`, accumulating statistics on the Linears at `paths`."""
+def collect_stats(
+    layer: nn.Module, paths: list[str], inputs: LayerInputs, want: set[str], shared: list[list[str]] | None = None
+) -> dict[str, LinearStats]:
+    """One calibration pass through `layer`, accumulating statistics on the Linears at `paths`.
+
+    Paths listed together in `shared` receive the same input tensor, so they get one LinearStats."""
     stats, handles = {}, []
+    leader = {p: group[0] for group in (shared or []) for p in group if group[0] in paths}
     for path in paths:
+        first = leader.get(path, path)
+        if first in stats:
+            stats[path] = stats[first]
+            continue
         module = get_module(layer, path)
         stats[path] = LinearStats(in_features(module), want)
         handles.append(module.register_forward_hook(lambda m, inp, out, s=stats[path]: s.update(inp[0])))
@@ -169,22 +183,31 @@ def run_layerwise(
     batch_size: int = 8,
     description: str = "calibrating",
     show_progress: bool = True,
+    offload: Any = None,
 ) -> None:
-    """Apply a layer-wise algorithm to every decoder layer, feeding each the changed previous layer's outputs."""
+    """Apply a layer-wise algorithm to every decoder layer, feeding each the changed previous layer's outputs.
+
+    `offload` (a compress.offload.LayerOffload) loads each layer from disk before it is processed
+    and saves and frees it afterwards."""
     anatomy = anatomy_of(model)
     layers = anatomy.layer_list(model)
     inputs = capture_first_layer_inputs(model, anatomy, calibration_ids, batch_size)
-    groups = linear_groups(anatomy) if algorithm.sequential else [[p for g in linear_groups(anatomy) for p in g]]
+    shared = linear_groups(anatomy)
+    groups = shared if algorithm.sequential else [[p for g in shared for p in g]]
     after_layer = getattr(algorithm, "after_layer", None)
     with progress_bar(description, total=len(layers), enabled=show_progress) as advance:
         for index, layer in enumerate(layers):
+            if offload is not None:
+                offload.load(index, layer)
             if algorithm.stats:
                 for paths in groups:
-                    algorithm.apply(index, layer, collect_stats(layer, paths, inputs, algorithm.stats))
+                    algorithm.apply(index, layer, collect_stats(layer, paths, inputs, algorithm.stats, shared))
             else:
                 algorithm.apply(index, layer, {})
             outputs = run_layer(layer, inputs)
             if after_layer is not None:
                 after_layer(index, layer, inputs.hidden, outputs)
             inputs.hidden = outputs
+            if offload is not None:
+                offload.release(index, layer)
             advance()

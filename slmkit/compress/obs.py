@@ -62,7 +62,7 @@ def obs_sweep(
     Returns (new weight [out, in] float32, mask of pruned weights). The unstructured mask is
     chosen per block by the OBS saliency w² / [H⁻¹]²_jj, exactly int(sparsity · size) per block.
     """
-    W = weight.detach().clone().float()
+    W = weight.detach().float().clone(memory_format=torch.contiguous_format)  # Conv1D views are transposed
     rows, columns = W.shape
     Hinv, dead = inverse_hessian_factor(hessian, damp)
     W[:, dead] = 0

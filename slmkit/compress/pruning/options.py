@@ -2,19 +2,93 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from slmkit.steps import StepOptions, register_step
 
 
-class MagnitudeOptions(StepOptions):
+def parse_pattern(pattern: str) -> tuple[int, int]:
+    """'2:4' -> (2, 4): keep at most N non-zeros in every M consecutive inputs of a row."""
+    n, sep, m = pattern.partition(":")
+    if not (sep and n.isdigit() and m.isdigit() and 0 < int(n) < int(m)):
+        raise ValueError(f"pattern '{pattern}' is not N:M with 0 < N < M (e.g. 2:4, 4:8)")
+    return int(n), int(m)
+
+
+SPARSITY = Field(0.5, ge=0.0, lt=1.0, description="fraction of weights set to zero (ignored with a pattern)")
+PATTERN = Field(None, description="N:M semi-structured pattern, e.g. 2:4 (N non-zeros per M inputs)")
+
+
+class PruningOptions(StepOptions):
+    """What every pruning step shares: how much to prune (`sparsity`) and in which N:M `pattern`."""
+
+    @field_validator("pattern", check_fields=False)
+    @classmethod
+    def _valid_pattern(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None:
+            parse_pattern(value)
+        return value
+
+    @property
+    def n_of_m(self) -> Optional[tuple[int, int]]:
+        return parse_pattern(self.pattern) if self.pattern else None
+
+    @property
+    def target_sparsity(self) -> float:
+        """The sparsity the pattern or `sparsity` asks for."""
+        return 1 - self.n_of_m[0] / self.n_of_m[1] if self.pattern else self.sparsity
+
+
+class MagnitudeOptions(PruningOptions):
     """Zero the smallest-magnitude weights of every Linear inside the decoder layers."""
 
-    sparsity: float = Field(0.5, ge=0.0, lt=1.0, description="fraction of weights set to zero")
+    sparsity: float = SPARSITY
     scope: Literal["row", "layer"] = Field("row", description="compare weights within each output row or the whole matrix")
+    pattern: Optional[str] = PATTERN
+
+
+class ActivationPruningOptions(PruningOptions):
+    """Options of the calibration-based pruners: OWL allocation and the engine's batch size."""
+
+    sparsity: float = SPARSITY
+    pattern: Optional[str] = PATTERN
+    owl: bool = Field(False, description="OWL: give layers with more activation outliers a lower sparsity")
+    owl_m: float = Field(5.0, gt=0.0, description="OWL outlier threshold: score > M × the layer's mean score")
+    owl_lambda: float = Field(0.08, ge=0.0, lt=0.5, description="OWL: layer sparsities span target ± lambda")
+    batch_size: int = Field(8, ge=1, description="calibration windows per forward pass")
+
+    @model_validator(mode="after")
+    def _owl_needs_unstructured(self):
+        if self.owl and self.pattern:
+            raise ValueError("owl allocates unstructured sparsity per layer; it cannot be combined with pattern")
+        if self.owl and not (0 <= self.sparsity - self.owl_lambda and self.sparsity + self.owl_lambda < 1):
+            raise ValueError(f"owl_lambda {self.owl_lambda} takes layer sparsities outside [0, 1) around {self.sparsity}")
+        return self
+
+
+class WandaOptions(ActivationPruningOptions):
+    """Wanda: prune the lowest |W_ij| · ‖X_j‖₂ within each output row."""
+
+
+class SparseGPTOptions(ActivationPruningOptions):
+    """SparseGPT: OBS column sweep that updates the remaining weights to compensate each pruned one."""
+
+    blocksize: int = Field(128, ge=1, description="columns per lazy-update block; the unstructured mask is chosen per block")
+    damp: float = Field(0.01, gt=0.0, description="Hessian damping as a fraction of its mean diagonal")
+    sequential: bool = Field(False, description="re-collect statistics after each group of Linears (q/k/v, o, gate/up, down)")
+
+    @model_validator(mode="after")
+    def _blocks_hold_whole_groups(self):
+        if self.pattern and self.blocksize % self.n_of_m[1]:
+            raise ValueError(f"blocksize {self.blocksize} must be a multiple of M={self.n_of_m[1]} for pattern {self.pattern}")
+        return self
 
 
 register_step("magnitude", MagnitudeOptions, "slmkit.compress.pruning.magnitude:magnitude_prune",
-              "unstructured magnitude pruning of decoder Linears")
+              "magnitude pruning of decoder Linears (unstructured or N:M)")
+register_step("wanda", WandaOptions, "slmkit.compress.pruning.wanda:wanda_prune",
+              "Wanda pruning: |weight| x input norm, unstructured or N:M, optional OWL", uses_calibration=True)
+register_step("sparsegpt", SparseGPTOptions, "slmkit.compress.pruning.sparsegpt:sparsegpt_prune",
+              "SparseGPT pruning with OBS weight updates, unstructured or N:M, optional OWL", uses_calibration=True)

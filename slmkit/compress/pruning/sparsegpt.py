@@ -1,0 +1,45 @@
+"""SparseGPT (Frantar & Alistarh 2023): prune column by column, updating the remaining weights.
+
+Each Linear's Hessian XᵀX comes from the layer-wise engine; the sweep itself is
+`compress.obs.obs_sweep` (shared with GPTQ): per-block OBS mask, damping, dead inputs.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from slmkit.compress.layerwise import LinearStats, run_layerwise
+from slmkit.compress.obs import obs_sweep
+from slmkit.compress.pruning.options import SparseGPTOptions
+from slmkit.compress.pruning.owl import layer_sparsities
+from slmkit.errors import SlmError
+from slmkit.models.anatomy import get_module, linear_weight
+
+
+class SparseGPT:
+    """Engine client: OBS sweep of each Linear against its input Hessian."""
+
+    stats = {"gram"}
+
+    def __init__(self, sparsities: list[float], options: SparseGPTOptions) -> None:
+        self.sparsities, self.options = sparsities, options
+        self.sequential = options.sequential
+
+    @torch.no_grad()
+    def apply(self, index: int, layer, stats: dict[str, LinearStats]) -> None:
+        o = self.options
+        pruned_of_m = (o.n_of_m[1] - o.n_of_m[0], o.n_of_m[1]) if o.n_of_m else None
+        for path, s in stats.items():
+            weight = linear_weight(get_module(layer, path))
+            if pruned_of_m and weight.shape[1] % pruned_of_m[1]:
+                raise SlmError(f"pattern {o.pattern} needs in_features divisible by {pruned_of_m[1]}; {path} has {weight.shape[1]}")
+            new, _ = obs_sweep(weight, s.gram, self.sparsities[index], pruned_of_m, None, o.blocksize, o.damp)
+            weight.copy_(new.to(weight.dtype))
+
+
+def sparsegpt_prune(model, tokenizer, options: SparseGPTOptions, context, show_progress: bool = True, offload=None):
+    """SparseGPT on every decoder Linear (embeddings and LM head untouched), calibrated on `context`'s batch."""
+    ids = context.calibration_ids()
+    sparsities = layer_sparsities(model, ids, options, show_progress, offload)
+    run_layerwise(model, SparseGPT(sparsities, options), ids, options.batch_size, "sparsegpt", show_progress, offload=offload)
+    return model
