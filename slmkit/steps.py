@@ -20,6 +20,7 @@ from slmkit.errors import SlmError
 OPTION_MODULES = (
     "slmkit.compress.pruning.options",
     "slmkit.compress.structured.options",
+    "slmkit.compress.quant.options",
 )
 
 

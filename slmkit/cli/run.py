@@ -87,7 +87,7 @@ def compress_command(
     calib: str = typer.Option("pydoc", "--calib", help="Calibration data: pydoc, a text/JSON/JSONL file, or hf:NAME."),
     nsamples: int = typer.Option(32, "--nsamples", help="Calibration windows."),
     seqlen: int = typer.Option(512, "--seqlen", help="Tokens per calibration window."),
-    format: str = typer.Option("hf", "--format", help="Output format."),
+    format: Optional[str] = typer.Option(None, "--format", help="Output format (default: the method's, else hf)."),
     dtype: str = typer.Option("float32", "--dtype", help="float32 or bfloat16."),
     seed: int = typer.Option(0, "--seed"),
     ppl: Optional[str] = typer.Option(None, "--ppl", help="Also measure perplexity (dense vs compressed) on this data."),
@@ -98,6 +98,7 @@ def compress_command(
     from slmkit.runner import run
 
     step = get_step(method)
+    format = format or getattr(step.options, "default_format", "hf")
     options = parse_extra_options(ctx.args)
     try:
         step.options.model_validate(options)

@@ -64,6 +64,10 @@ def load_folder(folder: str, dtype: str = "float32") -> tuple[PreTrainedModel, P
         layout = json.loads(manifest.read_text()).get("layout", "hf")
         if layout in FOLDER_LOADERS:
             return FOLDER_LOADERS[layout](folder, dtype)
+    from slmkit.compress.quant.compressed import is_quantized_compressed, load_quantized_compressed
+
+    if is_quantized_compressed(folder):  # packed integer weights: keep them packed (QuantLinear)
+        return load_quantized_compressed(folder, dtype)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype(dtype))

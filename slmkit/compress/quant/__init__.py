@@ -1,0 +1,1 @@
+"""Weight quantization: RTN, GPTQ, AWQ, SmoothQuant, and the packed QuantLinear they produce."""

@@ -1,0 +1,68 @@
+"""AWQ (Lin et al. 2023): protect salient input channels by scaling them up before rounding.
+
+For each group of Linears sharing an input, s = mean|x|^α per input channel, α searched on a
+grid to minimise the group's output error after quantizing W·diag(s) (inputs divided by s);
+the best s is folded into the producer of the input (norm or previous Linear). Scales are
+searched on float weights layer by layer through the layer-wise engine, then every decoder
+Linear is rounded (RTN) on its grid and packed.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from slmkit.compress.layerwise import run_layerwise
+from slmkit.compress.quant.grid import QuantSpec, check_group_size, dequantize, quantize_rtn
+from slmkit.compress.quant.options import AWQOptions
+from slmkit.compress.quant.rtn import rtn_quantize, spec_of
+from slmkit.compress.quant.scaling import fold_scales, producer_of
+from slmkit.models.anatomy import anatomy_of, get_module, linear_weight
+
+
+def fake_quant(w: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
+    return dequantize(*quantize_rtn(w, spec))
+
+
+@torch.no_grad()
+def search_scales(weights: list[torch.Tensor], x: torch.Tensor, absmean: torch.Tensor, spec: QuantSpec,
+                  grid: int = 20) -> torch.Tensor:
+    """The per-input-channel scale s = absmean^α (α on a grid in [0, 1)) minimising ‖XWᵀ − (X/s)Q(W·s)ᵀ‖²."""
+    x = x.float()
+    reference = [x @ w.float().t() for w in weights]
+    best, best_error = torch.ones_like(absmean, dtype=torch.float32), float("inf")
+    for step in range(grid):
+        alpha = step / grid
+        s = absmean.float().clamp(min=1e-4).pow(alpha)
+        s = s / (s.max() * s.min()).sqrt()
+        error = sum(float((x / s @ fake_quant(w.float() * s, spec).t() - ref).pow(2).sum())
+                    for w, ref in zip(weights, reference))
+        if error < best_error:
+            best, best_error = s, error
+    return best
+
+
+class AWQScaling:
+    """Layer-wise client: searches and folds the scales of each group; quantization happens afterwards."""
+
+    stats = {"absmean", "inputs"}
+    sequential = True
+
+    def __init__(self, model, spec: QuantSpec, grid: int) -> None:
+        self.anatomy, self.spec, self.grid = anatomy_of(model), spec, grid
+
+    def apply(self, index, layer, stats) -> None:
+        paths = list(stats)
+        producer = producer_of(self.anatomy, layer, paths)
+        if producer is None:
+            return
+        linears = [get_module(layer, p) for p in paths]
+        first = stats[paths[0]]
+        s = search_scales([linear_weight(m) for m in linears], first.inputs(), first.absmean, self.spec, self.grid)
+        fold_scales(self.anatomy, producer, linears, s)
+
+
+def awq_quantize(model, tokenizer, options: AWQOptions, context):
+    spec = spec_of(options)
+    check_group_size(model, spec.group_size)
+    run_layerwise(model, AWQScaling(model, spec, options.grid), context.calibration_ids(), description="awq")
+    return rtn_quantize(model, tokenizer, options)

@@ -1,0 +1,91 @@
+"""GPTQ (Frantar et al. 2022) as a client of the OBS sweep and the layer-wise engine.
+
+`GroupQuantizer` is the `ColumnQuantizer` the sweep calls: it fixes each group's grid at the
+group's first column from the error-updated weights and records the integer codes. With
+act-order, columns are visited by decreasing H_jj; groups are then computed once from the
+original weights ("static groups"), so every group stays a contiguous run of input channels
+and the packed layout needs no permutation index.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from slmkit.compress.layerwise import run_layerwise
+from slmkit.compress.obs import obs_sweep
+from slmkit.compress.quant.grid import QuantSpec, check_group_size, grid_params, to_codes
+from slmkit.compress.quant.linear import replace_with_quant
+from slmkit.compress.quant.options import GPTQOptions
+from slmkit.compress.quant.rtn import spec_of
+from slmkit.models.anatomy import get_module, linear_weight
+
+
+class GroupQuantizer:
+    """Quantizes columns on a per-group grid and keeps their codes in original column order."""
+
+    def __init__(self, spec: QuantSpec, weight: torch.Tensor, perm: torch.Tensor | None = None) -> None:
+        rows, cols = weight.shape
+        self.spec, self.g = spec, spec.group_of(cols)
+        self.perm = perm if perm is not None else torch.arange(cols)
+        self.scale = torch.zeros(rows, cols // self.g)
+        self.zero = torch.zeros(rows, cols // self.g)
+        self.codes = torch.zeros(rows, cols, dtype=torch.uint8)
+        self.static = perm is not None
+        # obs_sweep calls prepare() at every multiple of group_size; static groups need no calls after column 0.
+        self.group_size = 0 if self.static else spec.group_size
+        if self.static:
+            for g in range(cols // self.g):
+                self.scale[:, g], self.zero[:, g] = grid_params(weight[:, g * self.g : (g + 1) * self.g], spec)
+
+    def prepare(self, column: int, weights: torch.Tensor) -> None:
+        if not self.static:
+            g = column // self.g
+            self.scale[:, g], self.zero[:, g] = grid_params(weights[:, : self.g], self.spec)
+
+    def quantize(self, column: int, w: torch.Tensor) -> torch.Tensor:
+        original = int(self.perm[column])
+        g = original // self.g
+        codes = to_codes(w, self.scale[:, g], self.zero[:, g], self.spec.maxq)
+        self.codes[:, original] = codes.to(torch.uint8)
+        return (codes - self.zero[:, g]) * self.scale[:, g]
+
+
+def gptq_codes(weight: torch.Tensor, hessian: torch.Tensor, spec: QuantSpec, act_order: bool = False,
+               damp: float = 0.01, blocksize: int = 128, sparsity: float = 0.0,
+               n_of_m: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """GPTQ one weight [out, in] given its input Hessian; returns (codes, scale, zero) like `quantize_rtn`."""
+    W = weight.detach().float()
+    perm = None
+    if act_order and n_of_m is None:  # an N:M pattern needs consecutive inputs: no reordering then
+        perm = torch.argsort(torch.diag(hessian), descending=True)
+    quantizer = GroupQuantizer(spec, W, perm)
+    H = hessian if perm is None else hessian[perm][:, perm]
+    Wp = W if perm is None else W[:, perm]
+    obs_sweep(Wp, H, sparsity=sparsity, n_of_m=n_of_m, quantizer=quantizer, blocksize=blocksize, damp=damp)
+    return quantizer.codes, quantizer.scale, quantizer.zero.to(torch.uint8)
+
+
+class GPTQ:
+    """Layer-wise client: each group of Linears sharing an input is quantized in turn (true sequential)."""
+
+    stats = {"gram"}
+    sequential = True
+
+    def __init__(self, options: GPTQOptions) -> None:
+        self.options, self.spec = options, spec_of(options)
+        kept, of = (int(v) for v in options.pattern.split(":")) if options.pattern else (0, 0)
+        self.n_of_m = (of - kept, of) if options.pattern else None  # obs_sweep takes (pruned, of)
+
+    def apply(self, index, layer, stats) -> None:
+        o = self.options
+        for path, stat in stats.items():
+            weight = linear_weight(get_module(layer, path))
+            codes, scale, zero = gptq_codes(weight, stat.gram, self.spec, o.act_order, o.damp, o.blocksize,
+                                            o.sparsity, self.n_of_m)
+            replace_with_quant(layer, path, codes, scale, zero, self.spec.bits, group_size=self.spec.group_size)
+
+
+def gptq_quantize(model, tokenizer, options: GPTQOptions, context):
+    check_group_size(model, options.group_size)
+    run_layerwise(model, GPTQ(options), context.calibration_ids(), description="gptq")
+    return model

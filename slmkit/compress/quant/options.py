@@ -1,0 +1,67 @@
+"""Typed options of the quantization steps (torch-free: imported when a recipe is validated).
+
+Quantized models are saved in the compressed-tensors format unless a recipe says otherwise:
+`default_format` is read by `slm compress` when no --format is given.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal, Optional
+
+from pydantic import Field, model_validator
+
+from slmkit.steps import StepOptions, register_step
+
+
+class WeightQuantOptions(StepOptions):
+    """Weight-only quantization of every Linear inside the decoder layers (embeddings and LM head kept)."""
+
+    default_format: ClassVar[str] = "compressed-tensors"
+    bits: Literal[2, 3, 4, 8] = Field(4, description="bits per weight")
+    group_size: Optional[int] = Field(None, ge=0, description="inputs sharing one scale; 0 = per channel "
+                                      "(default: 64 for < 8 bits, per channel for 8 bits)")
+    symmetric: bool = Field(True, description="symmetric grid (zero point fixed at the middle)")
+
+    @model_validator(mode="after")
+    def _default_group(self):
+        if self.group_size is None:
+            object.__setattr__(self, "group_size", 0 if self.bits == 8 else 64)
+        return self
+
+
+class RTNOptions(WeightQuantOptions):
+    """Round-to-nearest quantization: no calibration data."""
+
+
+class GPTQOptions(WeightQuantOptions):
+    """GPTQ: quantize column by column, pushing each column's error onto the remaining ones through H⁻¹."""
+
+    act_order: bool = Field(False, description="process columns by decreasing Hessian diagonal (groups stay static)")
+    damp: float = Field(0.01, gt=0, description="dampening, fraction of the mean Hessian diagonal")
+    blocksize: int = Field(128, ge=1, description="lazy-batch block width")
+    sparsity: float = Field(0.0, ge=0.0, lt=1.0, description="also prune this fraction in the same sweep (SparseGPT §3.5)")
+    pattern: Optional[str] = Field(None, pattern=r"^\d+:\d+$", description="also prune N of every M inputs, e.g. 2:4")
+
+
+class AWQOptions(WeightQuantOptions):
+    """AWQ: scale salient input channels up (searched on calibration activations) before rounding."""
+
+    grid: int = Field(20, ge=2, description="points of the scaling-exponent grid search in [0, 1)")
+
+
+class SmoothQuantOptions(StepOptions):
+    """SmoothQuant W8A8: move activation outliers into the weights, then int8 weights and per-token int8 inputs."""
+
+    default_format: ClassVar[str] = "compressed-tensors"
+    alpha: float = Field(0.5, ge=0.0, le=1.0, description="migration strength (0 = none, 1 = all into weights)")
+
+
+register_step("rtn", RTNOptions, "slmkit.compress.quant.rtn:rtn_quantize",
+              "round-to-nearest weight quantization (int2-8, per channel or group), packed")
+register_step("gptq", GPTQOptions, "slmkit.compress.quant.gptq:gptq_quantize",
+              "GPTQ weight quantization (optionally act-order, optionally joint with pruning), packed",
+              uses_calibration=True)
+register_step("awq", AWQOptions, "slmkit.compress.quant.awq:awq_quantize",
+              "activation-aware scaling then weight quantization, packed", uses_calibration=True)
+register_step("smoothquant", SmoothQuantOptions, "slmkit.compress.quant.smoothquant:smoothquant_quantize",
+              "SmoothQuant W8A8 (int8 weights, dynamic per-token int8 activations)", uses_calibration=True)

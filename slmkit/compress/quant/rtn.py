@@ -1,0 +1,25 @@
+"""Round-to-nearest weight quantization: the baseline every calibrated method is measured against."""
+
+from __future__ import annotations
+
+import torch
+
+from slmkit.compress.quant.grid import QuantSpec, check_group_size, quantize_rtn
+from slmkit.compress.quant.linear import replace_with_quant
+from slmkit.compress.quant.options import WeightQuantOptions
+from slmkit.models.anatomy import decoder_linears, linear_weight
+
+
+def spec_of(options: WeightQuantOptions) -> QuantSpec:
+    return QuantSpec(options.bits, options.group_size, options.symmetric)
+
+
+@torch.no_grad()
+def rtn_quantize(model, tokenizer, options: WeightQuantOptions, context=None):
+    """Replace every decoder Linear by a packed QuantLinear of its rounded weights."""
+    spec = spec_of(options)
+    check_group_size(model, spec.group_size)
+    for name, module in decoder_linears(model).items():
+        codes, scale, zero = quantize_rtn(linear_weight(module), spec)
+        replace_with_quant(model, name, codes, scale, zero, spec.bits, group_size=spec.group_size)
+    return model

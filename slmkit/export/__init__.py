@@ -1,0 +1,1 @@
+"""Exporting models to formats other runtimes load (GGUF for llama.cpp)."""

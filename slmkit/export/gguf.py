@@ -1,0 +1,147 @@
+"""Export a model to a GGUF file (llama.cpp) with the `gguf` package: F32, F16, Q8_0 or Q4_0.
+
+Weights are renamed with gguf's tensor-name map and, for Llama-family attention, q/k rows are
+reordered the way llama.cpp's rotary embedding expects (the inverse of what transformers undoes
+when it reads GGUF). Norms and biases stay float32; a 2-D weight whose rows are not a multiple
+of the 32-wide quantization block is written as F16. Packed QuantLinear layers are dequantized
+first. The tokenizer (byte-level BPE) is embedded, so the file is self-contained.
+Supported families: llama (incl. SmolLM), mistral, qwen2.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from slmkit.errors import SlmError
+
+TYPES = ("F32", "F16", "Q8_0", "Q4_0")
+ARCHS = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2"}
+PERMUTES_QK = {"llama", "mistral"}
+
+
+def permute_rotary(weight: torch.Tensor, heads: int) -> torch.Tensor:
+    """Interleave the two rotary halves of each head (HF layout → llama.cpp layout)."""
+    return weight.reshape(heads, 2, weight.shape[0] // heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
+
+
+def float_state_dict(model) -> dict[str, torch.Tensor]:
+    """The model's weights as float tensors, packed quantized layers dequantized."""
+    from slmkit.compress.quant.linear import QuantLinear
+
+    quantized = {name: m for name, m in model.named_modules() if isinstance(m, QuantLinear)}
+    state = {name: t for name, t in model.state_dict().items() if name.rpartition(".")[0] not in quantized}
+    for name, module in quantized.items():
+        state[f"{name}.weight"] = module.dequantized_weight()
+        if module.bias is not None:
+            state[f"{name}.bias"] = module.bias
+    return {k: v.detach().float() for k, v in state.items()}
+
+
+def add_tokenizer(writer, tokenizer, vocab_size: int) -> None:
+    import gguf
+
+    spec = json.loads(tokenizer.backend_tokenizer.to_str()) if hasattr(tokenizer, "backend_tokenizer") else {}
+    model = spec.get("model", {})
+    if model.get("type") != "BPE":
+        raise SlmError("GGUF export supports byte-level BPE tokenizers only (this one is "
+                       f"{model.get('type', type(tokenizer).__name__)})")
+    id_to_token = {i: t for t, i in tokenizer.get_vocab().items()}
+    special = set(tokenizer.all_special_ids) | {t["id"] for t in spec.get("added_tokens", []) if t.get("special")}
+    tokens, types = [], []
+    for i in range(vocab_size):
+        tokens.append(id_to_token.get(i, f"[PAD{i}]"))
+        types.append(gguf.TokenType.CONTROL if i in special else
+                     gguf.TokenType.NORMAL if i in id_to_token else gguf.TokenType.UNUSED)
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    writer.add_token_merges(merges)
+    for kind in ("bos", "eos", "pad"):
+        token_id = getattr(tokenizer, f"{kind}_token_id", None)
+        if token_id is not None:
+            getattr(writer, f"add_{kind}_token_id")(token_id)
+    if getattr(tokenizer, "chat_template", None):
+        writer.add_chat_template(tokenizer.chat_template)
+
+
+def tensor_data(tensor: torch.Tensor, qtype_name: str):
+    """(array, raw GGML type) for one tensor: vectors in F32, matrices in the requested type when the rows fit its blocks."""
+    import gguf
+
+    array = tensor.numpy().astype(np.float32)
+    if array.ndim == 1 or qtype_name == "F32":
+        return array, gguf.GGMLQuantizationType.F32
+    qtype = gguf.GGMLQuantizationType[qtype_name]
+    block = gguf.GGML_QUANT_SIZES[qtype][0]
+    if array.shape[-1] % block:
+        qtype = gguf.GGMLQuantizationType.F16
+    return gguf.quants.quantize(array, qtype), qtype
+
+
+@torch.no_grad()
+def export_gguf(model, tokenizer, path: str | Path, qtype: str = "Q8_0") -> Path:
+    """Write `model` (and its tokenizer) to a single GGUF file at `path`."""
+    import gguf
+
+    config = model.config
+    family = config.model_type
+    if family not in ARCHS:
+        raise SlmError(f"GGUF export does not support '{family}' models (supported: {', '.join(sorted(ARCHS))})")
+    if qtype not in TYPES:
+        raise SlmError(f"unknown GGUF type '{qtype}' (valid: {', '.join(TYPES)})")
+    arch = ARCHS[family]
+    heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    rope = getattr(config, "rope_parameters", None) or {}
+    rope_theta = rope.get("rope_theta", getattr(config, "rope_theta", 10000.0))
+    if rope.get("rope_type", "default") not in ("default", None):
+        raise SlmError(f"GGUF export supports plain rotary embeddings only (this model uses {rope['rope_type']})")
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = gguf.GGUFWriter(str(path), arch)
+    writer.add_name(getattr(config, "_name_or_path", "") or family)
+    writer.add_context_length(config.max_position_embeddings)
+    writer.add_embedding_length(config.hidden_size)
+    writer.add_block_count(config.num_hidden_layers)
+    writer.add_feed_forward_length(config.intermediate_size)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_key_length(head_dim)
+    writer.add_value_length(head_dim)
+    writer.add_rope_dimension_count(head_dim)
+    writer.add_rope_freq_base(float(rope_theta))
+    writer.add_layer_norm_rms_eps(config.rms_norm_eps)
+    writer.add_vocab_size(config.vocab_size)
+    writer.add_file_type({"F32": gguf.LlamaFileType.ALL_F32, "F16": gguf.LlamaFileType.MOSTLY_F16,
+                          "Q8_0": gguf.LlamaFileType.MOSTLY_Q8_0, "Q4_0": gguf.LlamaFileType.MOSTLY_Q4_0}[qtype])
+    add_tokenizer(writer, tokenizer, config.vocab_size)
+
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], config.num_hidden_layers)
+    state = float_state_dict(model)
+    tied = getattr(config, "tie_word_embeddings", False)
+    for name, tensor in state.items():
+        if name == "lm_head.weight" and tied:
+            continue
+        new_name = names.get_name(name, try_suffixes=(".weight", ".bias"))
+        if new_name is None:
+            if name.endswith("rotary_emb.inv_freq"):
+                continue
+            raise SlmError(f"GGUF export: no GGUF name for tensor {name}")
+        if family in PERMUTES_QK and name.endswith("q_proj.weight"):
+            tensor = permute_rotary(tensor, heads)
+        elif family in PERMUTES_QK and name.endswith("k_proj.weight"):
+            tensor = permute_rotary(tensor, kv_heads)
+        data, raw = tensor_data(tensor, qtype)
+        writer.add_tensor(new_name, data, raw_dtype=raw)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
