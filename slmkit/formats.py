@@ -11,6 +11,7 @@ from typing import Callable
 
 SAVE_FORMATS: dict[str, str] = {
     "hf": "slmkit.models.saving:save_hf",
+    "hf_merged": "slmkit.compress.structured.lowrank:save_merged",
 }
 
 

@@ -57,3 +57,5 @@ register_step("depth_prune", DepthPruneOptions, "slmkit.compress.structured.dept
               "remove whole decoder layers (block influence, angular distance or perplexity score)", uses_calibration=True)
 register_step("width_prune", WidthPruneOptions, "slmkit.compress.structured.width:width_prune",
               "remove MLP channels, attention heads (GQA-aware) and hidden channels", uses_calibration=True)
+register_step("low_rank", LowRankOptions, "slmkit.compress.structured.lowrank:low_rank",
+              "factorize Linears by truncated SVD (plain, ASVD or SVD-LLM)", uses_calibration=True)
