@@ -7,6 +7,7 @@ safetensors folder, so later loads take seconds instead of a full conversion.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -28,8 +29,10 @@ transformers_logging.set_verbosity_error()
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 # Folders whose manifest names a special layout (e.g. factorized layers) register a loader here:
-# it takes (folder, dtype) and returns (model, tokenizer).
-FOLDER_LOADERS: dict = {}
+# it takes (folder, dtype) and returns (model, tokenizer); a "module:function" string is imported when used.
+FOLDER_LOADERS: dict = {
+    "low_rank": "slmkit.compress.structured.lowrank:load_low_rank",
+}
 
 
 def cache_dir() -> Path:
@@ -59,11 +62,13 @@ def model_folder(source: ModelSource) -> str:
 
 def load_folder(folder: str, dtype: str = "float32") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load from a Hugging Face folder or hub id with plain transformers (or a registered loader)."""
-    manifest = Path(folder) / "slmkit.json"
-    if manifest.is_file():
-        layout = json.loads(manifest.read_text()).get("layout", "hf")
-        if layout in FOLDER_LOADERS:
-            return FOLDER_LOADERS[layout](folder, dtype)
+    layout = folder_layout(folder)
+    if layout in FOLDER_LOADERS:
+        loader = FOLDER_LOADERS[layout]
+        if isinstance(loader, str):
+            module, _, func = loader.partition(":")
+            loader = getattr(importlib.import_module(module), func)
+        return loader(folder, dtype)
     from slmkit.compress.quant.compressed import is_quantized_compressed, load_quantized_compressed
 
     if is_quantized_compressed(folder):  # packed integer weights: keep them packed (QuantLinear)
@@ -81,6 +86,17 @@ def load_folder(folder: str, dtype: str = "float32") -> tuple[PreTrainedModel, P
         raise SlmError(f"could not load model from {folder}: {first_line(err)}") from err
     model.eval()
     return model, tokenizer
+
+
+def folder_layout(folder: str) -> str:
+    """The layout a folder declares: `layout` in its manifest, else `slmkit_layout` in its config, else "hf"."""
+    for name, key in (("slmkit.json", "layout"), ("config.json", "slmkit_layout")):
+        path = Path(folder) / name
+        if path.is_file():
+            layout = json.loads(path.read_text()).get(key)
+            if layout:
+                return layout
+    return "hf"
 
 
 def first_line(err: BaseException) -> str:

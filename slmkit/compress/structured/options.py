@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from slmkit.steps import StepOptions, register_step
 
@@ -22,5 +22,40 @@ class DepthPruneOptions(StepOptions):
     remove: Optional[list[int]] = Field(None, description="explicit layer indices to remove (no scoring)")
 
 
+class WidthPruneOptions(StepOptions):
+    """Remove MLP channels, attention heads and hidden channels by activation-based importance."""
+
+    mlp_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="fraction of MLP intermediate channels to remove")
+    heads_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="fraction of attention (query) heads to remove")
+    heads_mode: Literal["groups", "queries"] = Field(
+        "queries", description="GQA: remove whole KV groups, or the same number of query heads within every group")
+    hidden_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="fraction of hidden (embedding) channels to remove")
+    multiple_of: int = Field(8, ge=1, description="round kept MLP/hidden widths down to a multiple of this")
+
+    @model_validator(mode="after")
+    def something_to_prune(self):
+        if not (self.mlp_ratio or self.heads_ratio or self.hidden_ratio):
+            raise ValueError("set at least one of mlp_ratio, heads_ratio, hidden_ratio above 0")
+        return self
+
+
+class LowRankOptions(StepOptions):
+    """Factorize decoder Linears into two Linears of rank r by (activation-aware) truncated SVD."""
+
+    rank_ratio: float = Field(0.5, gt=0.0, lt=1.0, description="rank as a fraction of the break-even rank "
+                              "in*out/(in+out), i.e. the fraction of each Linear's parameters kept")
+    energy: Optional[float] = Field(None, gt=0.0, le=1.0, description="instead of rank_ratio: per-Linear rank keeping "
+                                    "this fraction of the (whitened) singular-value energy (per-layer ranks)")
+    activation_aware: Literal["none", "asvd", "svd-llm"] = Field(
+        "svd-llm", description="plain SVD, ASVD activation-magnitude scaling, or SVD-LLM Cholesky whitening")
+    asvd_alpha: float = Field(0.5, gt=0.0, le=1.0, description="ASVD scaling exponent on mean |activation|")
+    targets: list[Literal["q", "k", "v", "o", "gate", "up", "down"]] = Field(
+        ["q", "k", "v", "o", "gate", "up", "down"], description="projection roles to factorize")
+
+
 register_step("depth_prune", DepthPruneOptions, "slmkit.compress.structured.depth:depth_prune",
               "remove whole decoder layers (block influence, angular distance or perplexity score)", uses_calibration=True)
+register_step("width_prune", WidthPruneOptions, "slmkit.compress.structured.width:width_prune",
+              "remove MLP channels, attention heads (GQA-aware) and hidden channels", uses_calibration=True)
+register_step("low_rank", LowRankOptions, "slmkit.compress.structured.lowrank:low_rank",
+              "factorize Linears by truncated SVD (plain, ASVD or SVD-LLM)", uses_calibration=True)

@@ -1,0 +1,201 @@
+"""Low-rank factorization: replace a Linear W [out, in] by two Linears of rank r, W ≈ B A.
+
+The factors come from a truncated SVD of W, optionally activation-aware:
+  none     SVD of W itself (best in ‖W - W'‖_F)
+  asvd     SVD of W S with S = diag(mean|x_j|^alpha), then A ← A S⁻¹ (ASVD, Yuan et al.)
+  svd-llm  SVD of W L with L the Cholesky factor of E[x xᵀ], then A ← A L⁻¹: truncation then
+           minimizes the output error ‖(W - W') X‖ exactly (SVD-LLM, Wang et al.)
+Statistics come from the layer-wise engine, one group of Linears at a time, so each group is
+calibrated on the outputs of the already-factorized ones. A Linear is factorized only where
+r (in + out) < in · out, so the result is really smaller and faster.
+
+The factorized model records its ranks in its config (`slmkit_low_rank`) and a layout marker
+(`slmkit_layout: low_rank`), so `slmkit.load` rebuilds it from any saved folder; `merge_low_rank`
+multiplies the factors back for a dense folder that plain transformers loads.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from slmkit.compress.layerwise import run_layerwise
+from slmkit.compress.structured.options import LowRankOptions
+from slmkit.models.anatomy import anatomy_of, get_module, is_conv1d, linear_weight, set_module
+
+LAYOUT = "low_rank"
+
+
+class FactorizedLinear(nn.Module):
+    """y = expand(project(x)): a rank-r stand-in for a Linear (or GPT-2 Conv1D) of the same in/out."""
+
+    def __init__(self, in_features: int, out_features: int, rank: int, bias: bool, conv1d: bool = False) -> None:
+        super().__init__()
+        self.in_features, self.out_features, self.rank, self.conv1d = in_features, out_features, rank, conv1d
+        self.project = nn.Linear(in_features, rank, bias=False)
+        self.expand = nn.Linear(rank, out_features, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.expand(self.project(x))
+
+    def merged(self) -> nn.Module:
+        """The dense module (Linear, or Conv1D where the original was one) this factorization stands for."""
+        weight = self.expand.weight.data @ self.project.weight.data
+        bias = self.expand.bias is not None
+        if self.conv1d:
+            from transformers.pytorch_utils import Conv1D
+
+            dense = Conv1D(self.out_features, self.in_features).to(weight.dtype)
+            dense.weight.data = weight.t().contiguous()
+            dense.bias.data = self.expand.bias.data.clone() if bias else torch.zeros_like(dense.bias)
+            return dense
+        dense = nn.Linear(self.in_features, self.out_features, bias=bias, dtype=weight.dtype, device=weight.device)
+        dense.weight.data = weight
+        if bias:
+            dense.bias.data = self.expand.bias.data.clone()
+        return dense
+
+
+def break_even_rank(in_features: int, out_features: int) -> float:
+    return in_features * out_features / (in_features + out_features)
+
+
+def choose_rank(singular: torch.Tensor, in_features: int, out_features: int, options: LowRankOptions) -> int:
+    """The rank of one Linear: a fraction of the break-even rank, or the smallest keeping `energy` of Σσ²."""
+    if options.energy is not None:
+        energy = singular.double().pow(2).cumsum(0)
+        return int((energy < options.energy * energy[-1]).sum()) + 1
+    return max(1, int(options.rank_ratio * break_even_rank(in_features, out_features)))
+
+
+def whitening(stats, method: str, alpha: float, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(T, T⁻¹) with W T the matrix to truncate: identity, ASVD's diagonal scaling, or SVD-LLM's Cholesky factor."""
+    eye = torch.eye(size, dtype=torch.float64)
+    if method == "none" or stats is None:
+        return eye, eye
+    if method == "asvd":
+        scale = stats.absmean.clamp_min(1e-6).pow(alpha)
+        return torch.diag(scale), torch.diag(1 / scale)
+    gram = stats.gram
+    damp = 1e-6 * gram.diagonal().mean().clamp_min(1e-12)
+    for _ in range(8):  # a rank-deficient XᵀX (few tokens, dead channels) needs a little damping
+        factor, info = torch.linalg.cholesky_ex(gram + damp * eye)
+        if info == 0:
+            break
+        damp *= 10
+    inverse = torch.linalg.solve_triangular(factor, eye, upper=False)
+    return factor, inverse
+
+
+@torch.no_grad()
+def factorize(module: nn.Module, options: LowRankOptions, stats=None, rank: int | None = None) -> nn.Module:
+    """A FactorizedLinear approximating `module`, or `module` itself where factors would not be smaller
+    (`rank` forces a rank, smaller or not)."""
+    weight = linear_weight(module).double()
+    out_features, in_features = weight.shape
+    t, t_inv = whitening(stats, options.activation_aware, options.asvd_alpha, in_features)
+    u, s, vh = torch.linalg.svd(weight @ t, full_matrices=False)
+    if rank is None:
+        rank = choose_rank(s, in_features, out_features, options)
+        if rank * (in_features + out_features) >= in_features * out_features:
+            return module
+    root = s[:rank].sqrt()
+    bias = getattr(module, "bias", None)
+    dtype = module.weight.dtype
+    new = FactorizedLinear(in_features, out_features, rank, bias is not None, is_conv1d(module))
+    new.to(device=module.weight.device, dtype=dtype)
+    new.expand.weight.data = (u[:, :rank] * root).to(dtype)
+    new.project.weight.data = (root[:, None] * vh[:rank] @ t_inv).to(dtype)
+    if bias is not None:
+        new.expand.bias.data = bias.data.clone()
+    return new
+
+
+class LowRankFactorizer:
+    """Layer-wise engine client: factorize each group of target Linears from its input statistics."""
+
+    sequential = True
+
+    def __init__(self, anatomy, options: LowRankOptions) -> None:
+        self.options = options
+        self.stats = {"asvd": {"absmean"}, "svd-llm": {"gram"}}.get(options.activation_aware, set())
+        roles = {**anatomy.attn, **anatomy.mlp}
+        self.targets = {roles[r] for r in options.targets if r in roles}
+
+    def apply(self, index, layer, stats) -> None:
+        for path, linear_stats in stats.items():
+            if path in self.targets:
+                set_module(layer, path, factorize(get_module(layer, path), self.options, linear_stats))
+
+
+def low_rank(model, tokenizer, options: LowRankOptions, context=None):
+    """Recipe step: factorize the target Linears of every decoder layer; record ranks in the config."""
+    anatomy = anatomy_of(model)
+    if options.activation_aware == "none":
+        factorizer = LowRankFactorizer(anatomy, options)
+        for layer in anatomy.layer_list(model):
+            for path in factorizer.targets:
+                set_module(layer, path, factorize(get_module(layer, path), options))
+    else:
+        run_layerwise(model, LowRankFactorizer(anatomy, options), context.calibration_ids(), description="factorizing")
+    ranks = factorized_ranks(model)
+    model.config.slmkit_layout = LAYOUT
+    model.config.slmkit_low_rank = ranks
+    if context is not None:
+        context.log.append(f"low_rank: factorized {len(ranks)} Linears")
+    return model
+
+
+def factorized_ranks(model) -> dict[str, list[int]]:
+    """{module name: [rank, in, out, conv1d]} of every FactorizedLinear."""
+    return {name: [m.rank, m.in_features, m.out_features, int(m.conv1d)]
+            for name, m in model.named_modules() if isinstance(m, FactorizedLinear)}
+
+
+def merge_low_rank(model):
+    """Multiply every factorization back into a dense projection (in place); the model is plain again."""
+    for name, module in list(model.named_modules()):
+        if isinstance(module, FactorizedLinear):
+            set_module(model, name, module.merged())
+    for key in ("slmkit_layout", "slmkit_low_rank"):
+        if hasattr(model.config, key):
+            delattr(model.config, key)
+    return model
+
+
+def save_merged(model, tokenizer, folder: Path) -> None:
+    """Save format `hf_merged`: a dense Hugging Face folder (factors multiplied back) for plain transformers."""
+    from slmkit.models.saving import save_hf
+
+    save_hf(merge_low_rank(copy.deepcopy(model)), tokenizer, folder)
+
+
+def load_low_rank(folder: str, dtype: str = "float32"):
+    """Folder loader for the low_rank layout: build the family's model, put factorized Linears back, load weights."""
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from slmkit.errors import SlmError
+    from slmkit.models.loading import torch_dtype
+
+    config = AutoConfig.from_pretrained(folder)
+    ranks = getattr(config, "slmkit_low_rank", None)
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not ranks or not files:
+        raise SlmError(f"{folder} is marked low_rank but lacks its ranks or safetensors weights")
+    model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype(dtype))
+    for name, (rank, in_features, out_features, conv1d) in ranks.items():
+        bias = getattr(get_module(model, name), "bias", None) is not None
+        set_module(model, name, FactorizedLinear(in_features, out_features, rank, bias, bool(conv1d)).to(torch_dtype(dtype)))
+    state = {}
+    for file in files:
+        state.update(load_file(file))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    tied = set(getattr(model, "_tied_weights_keys", None) or {})
+    if [k for k in missing if k not in tied] or unexpected:
+        raise SlmError(f"{folder}: weights do not match the low-rank layout (missing {missing[:2]}, unexpected {unexpected[:2]})")
+    model.tie_weights()
+    return model.eval(), AutoTokenizer.from_pretrained(folder)
