@@ -1,0 +1,54 @@
+import copy
+
+import pytest
+import torch
+
+from slmkit.tune.options import TrainOptions
+from slmkit.tune.trainer import CausalLMObjective, collate, cosine_lr, corpus_windows, example_indices, train
+from tiny import tiny_model
+
+
+def options(**kw):
+    base = dict(max_steps=6, batch_size=2, seqlen=32, lr=3e-3, warmup_steps=2, precision="no", seed=1)
+    return TrainOptions(**{**base, **kw})
+
+
+def test_cosine_schedule_warms_up_then_decays_to_floor():
+    lrs = [cosine_lr(s, 1.0, 4, 20, 0.1) for s in range(21)]
+    assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert all(a >= b for a, b in zip(lrs[3:], lrs[4:]))
+    assert lrs[20] == pytest.approx(0.1)
+
+
+def test_processes_read_disjoint_slices_that_cover_each_epoch():
+    seen = [i for step in range(5) for rank in range(2) for i in example_indices(step, 0, rank, 2, 2, 1, 20, 0)]
+    assert sorted(seen) == list(range(20))
+
+
+def test_collate_pads_labels_with_ignore_index():
+    batch = collate([{"input_ids": torch.tensor([5, 6, 7]), "labels": torch.tensor([5, 6, 7])},
+                     {"input_ids": torch.tensor([8]), "labels": torch.tensor([8])}], pad_id=0)
+    assert batch["labels"][1].tolist() == [8, -100, -100]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_training_lowers_loss_and_reports_throughput(tokenizer):
+    examples = corpus_windows(tokenizer, "pydoc", 32, max_tokens=32 * 16)
+    result = train(CausalLMObjective(tiny_model()), examples, options(max_steps=12), show_progress=False)
+    assert result.steps == 12 and result.tokens == 12 * 2 * 32
+    assert sum(result.losses[-3:]) / 3 < result.losses[0] - 0.3
+    assert result.tokens_per_s > 0
+
+
+def test_resume_continues_exactly(tokenizer, tmp_path):
+    examples = corpus_windows(tokenizer, "pydoc", 32, max_tokens=32 * 10)
+    model = tiny_model()
+    full = train(CausalLMObjective(copy.deepcopy(model)), examples, options(), show_progress=False)
+    ckpt = str(tmp_path / "ckpt")
+    first = train(CausalLMObjective(copy.deepcopy(model)), examples, options(save_every=3, checkpoint_dir=ckpt),
+                  show_progress=False, stop_after=4)  # "killed" after step 4: step 4 is lost
+    assert first.steps == 4
+    resumed = train(CausalLMObjective(copy.deepcopy(model)), examples, options(save_every=3, checkpoint_dir=ckpt, resume=True),
+                    show_progress=False)
+    assert resumed.resumed_from == 3 and resumed.steps == 6
+    assert resumed.losses == pytest.approx(full.losses, rel=1e-5, abs=1e-6)
