@@ -19,6 +19,8 @@ from slmkit.errors import SlmError
 # Modules that declare steps. A new algorithm family adds its options module here.
 OPTION_MODULES = (
     "slmkit.compress.pruning.options",
+    "slmkit.distill.options",
+    "slmkit.tune.options",
 )
 
 
