@@ -52,3 +52,60 @@ def test_resume_continues_exactly(tokenizer, tmp_path):
                     show_progress=False)
     assert resumed.resumed_from == 3 and resumed.steps == 6
     assert resumed.losses == pytest.approx(full.losses, rel=1e-5, abs=1e-6)
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def run_cli(args, **kw):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, SLMKIT_PROGRESS="0", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    return subprocess.Popen([sys.executable, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def test_two_process_accelerate_launch_runs_the_same_command(tmp_path):
+    import json
+
+    from tiny import save_tiny
+
+    teacher, student = save_tiny(tmp_path / "t", seed=1), save_tiny(tmp_path / "s", seed=2)
+    proc = run_cli(["-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+                    "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "slmkit.cli", "distill", "--teacher", str(teacher),
+                    "--student", str(student), "--max-steps", "3", "--seqlen", "32", "--batch-size", "2", "--save-every", "2",
+                    "--out", str(tmp_path / "out")])
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output
+    training = json.loads((tmp_path / "out" / "slmkit.json").read_text())["training"]
+    assert training["tokens"] == 3 * 2 * 2 * 32  # steps x processes x batch x seqlen
+    assert (tmp_path / "out.checkpoints" / "step-0000002" / "trainer_state.json").is_file()
+
+
+def test_kill_9_then_resume_loses_only_steps_since_last_checkpoint(tmp_path):
+    import json
+    import time
+
+    from tiny import save_tiny
+
+    model = save_tiny(tmp_path / "m")
+    args = ["-m", "slmkit.cli", "distill", "--teacher", str(model), "--student", str(model), "--ce-weight", "1",
+            "--max-steps", "40", "--seqlen", "32", "--save-every", "3", "--out", str(tmp_path / "out")]
+    proc = run_cli(args)
+    ckpt = tmp_path / "out.checkpoints"
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(ckpt.glob("step-0000006")):
+        time.sleep(0.2)
+    proc.kill()  # SIGKILL: no cleanup runs
+    proc.wait()
+    done = sorted(p.name for p in ckpt.glob("step-*") if (p / "trainer_state.json").is_file())
+    assert done, "no checkpoint was written before the kill"
+    last = int(done[-1].split("-")[1])
+    assert not list(ckpt.glob(".tmp-*/trainer_state.json"))
+    assert not (tmp_path / "out").exists()
+    resumed = run_cli(args + ["--resume"])
+    output, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, output
+    training = json.loads((tmp_path / "out" / "slmkit.json").read_text())["training"]
+    assert training["resumed_from"] == last and training["steps"] == 40
