@@ -19,6 +19,7 @@ from slmkit.errors import SlmError
 # Modules that declare steps. A new algorithm family adds its options module here.
 OPTION_MODULES = (
     "slmkit.compress.pruning.options",
+    "slmkit.compress.structured.options",
     "slmkit.distill.options",
     "slmkit.tune.options",
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -46,7 +47,10 @@ def eval_command(
 @app.command("profile")
 def profile_command(
     model: str = typer.Argument(..., help="Model to profile."),
-    baseline: Optional[str] = typer.Option(None, "--baseline", help="Also profile this model and report ratios."),
+    baseline: Optional[str] = typer.Option(
+        None, "--baseline", help="Also profile this model and report ratios (default: the source named in MODEL's slmkit.json)."
+    ),
+    no_baseline: bool = typer.Option(False, "--no-baseline", help="Profile MODEL alone."),
     prompt_tokens: int = typer.Option(512, "--prompt-tokens"),
     decode_tokens: int = typer.Option(128, "--decode-tokens"),
     repeats: int = typer.Option(5, "--repeats"),
@@ -58,8 +62,14 @@ def profile_command(
     from slmkit.evaluate.profile import compare, measure_in_subprocess
     from slmkit.models.source import resolve_model
 
+    from slmkit.models.saving import read_manifest
+
     kwargs = dict(prompt_tokens=prompt_tokens, decode_tokens=decode_tokens, repeats=repeats, threads=threads, dtype=dtype)
     resolve_model(model)
+    if no_baseline:
+        baseline = None
+    elif baseline is None and Path(model).is_dir():
+        baseline = read_manifest(model).get("source")
     if baseline:
         resolve_model(baseline)
     profiles = {"model": measure_in_subprocess(model, **kwargs)}
@@ -79,7 +89,8 @@ def profile_command(
         table.add_column("model/baseline", justify="right")
     for field in ("parameters", "nonzero_parameters", "bytes_on_disk", "bytes_in_memory", "peak_rss_bytes",
                   "prefill_tokens_per_s", "decode_tokens_per_s"):
-        cells = [f"{getattr(p, field):,.1f}" for p in profiles.values()]
+        cells = [f"{getattr(p, field):,.0f}" if isinstance(getattr(p, field), int) else f"{getattr(p, field):,.2f}"
+                 for p in profiles.values()]
         if baseline:
             cells.append(f"{payload['ratios'][field]:.3f}×")
         table.add_row(field, *cells)

@@ -1,0 +1,1 @@
+"""Structured compression that makes models genuinely smaller: fewer layers, narrower layers, low-rank Linears."""
