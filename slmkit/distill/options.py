@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from slmkit.steps import register_step
 from slmkit.tune.options import TrainOptions
@@ -30,6 +30,14 @@ class DistillOptions(TrainOptions):
     teacher_cache: Optional[str] = Field(None, description="precomputed top-k teacher logits (.safetensors) used instead of the teacher")
     endpoint_model: str = Field("default", description="model name sent to an OpenAI-compatible teacher endpoint")
     lr: float = Field(5e-5, gt=0)
+
+    @field_validator("data")
+    @classmethod
+    def _readable(cls, value: str) -> str:
+        from slmkit.data.corpus import check_source
+        from slmkit.recipe import as_value_error
+
+        return as_value_error(check_source, value)
 
     @model_validator(mode="after")
     def _teacher_given(self):
