@@ -21,6 +21,8 @@ OPTION_MODULES = (
     "slmkit.compress.pruning.options",
     "slmkit.compress.structured.options",
     "slmkit.compress.quant.options",
+    "slmkit.distill.options",
+    "slmkit.tune.options",
 )
 
 

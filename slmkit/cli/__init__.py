@@ -34,6 +34,8 @@ from slmkit.cli import run as _run  # noqa: E402,F401
 from slmkit.cli import evaluate as _evaluate  # noqa: E402,F401
 from slmkit.cli import generate as _generate  # noqa: E402,F401
 from slmkit.cli import export as _export  # noqa: E402,F401
+from slmkit.cli import train as _train  # noqa: E402,F401
+from slmkit.cli import data as _data  # noqa: E402,F401
 
 
 def main() -> None:

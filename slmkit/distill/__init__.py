@@ -1,0 +1,1 @@
+"""Knowledge distillation: losses, teacher-logit caches, data modes and the distillation objective."""

@@ -1,0 +1,1 @@
+"""Training: the accelerate trainer, supervised fine-tuning data, LoRA/QLoRA adapters."""

@@ -1,0 +1,86 @@
+import copy
+import json
+
+import pytest
+import torch
+
+from slmkit.errors import SlmError
+from slmkit.tune.options import SftOptions
+from slmkit.tune.sft import encode_conversation, load_conversations, pack, sft, sft_examples
+from tiny import tiny_model, tiny_tokenizer
+
+TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<eos>{% endfor %}"
+            "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+
+
+@pytest.fixture
+def chat_tokenizer():
+    tok = copy.deepcopy(tiny_tokenizer())
+    tok.chat_template = TEMPLATE
+    return tok
+
+
+def write_alpaca(path, n=8):
+    records = [{"instruction": f"Name item {i} of the list.", "input": "" if i % 2 else "fruit", "output": f"Item {i} is apple number {i}."}
+               for i in range(n)]
+    path.write_text(json.dumps(records))
+    return path
+
+
+def test_alpaca_and_chat_jsonl_become_conversations(tmp_path, shared_data):
+    conv = load_conversations(shared_data / "instruct" / "alpaca_en_demo.json")
+    assert len(conv) == 999 and [m["role"] for m in conv[0]] == ["user", "assistant"]
+    chat = tmp_path / "chat.jsonl"
+    chat.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}) + "\n")
+    assert load_conversations(chat)[0][1]["content"] == "hello"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "x"}\n')
+    with pytest.raises(SlmError, match="messages"):
+        load_conversations(bad)
+
+
+def test_prompt_tokens_are_masked_and_answers_learned(chat_tokenizer):
+    messages = [{"role": "user", "content": "What is two plus two?"}, {"role": "assistant", "content": "Four."},
+                {"role": "user", "content": "And three?"}, {"role": "assistant", "content": "Six."}]
+    enc = encode_conversation(chat_tokenizer, messages)
+    assert chat_tokenizer.decode(enc["input_ids"]) == chat_tokenizer.apply_chat_template(messages, tokenize=False)
+    learned = enc["labels"][enc["labels"] != -100]
+    assert chat_tokenizer.decode(learned) == "Four.<eos>Six.<eos>"
+    assert (enc["labels"] == -100).sum() > 0
+
+
+def test_without_a_template_the_plain_format_masks_the_instruction(tokenizer):
+    enc = encode_conversation(tokenizer, [{"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "hi there"}])
+    assert tokenizer.decode(enc["labels"][enc["labels"] != -100]).startswith("hi there")
+    assert "Instruction" in tokenizer.decode(enc["input_ids"][enc["labels"] == -100])
+
+
+@pytest.mark.integration
+def test_smollm2_chat_template_masks_system_and_user(shared_data):
+    from transformers import AutoTokenizer
+
+    from slmkit.models.loading import model_folder
+    from slmkit.models.source import resolve_model
+
+    tok = AutoTokenizer.from_pretrained(model_folder(resolve_model("smollm2-135m")))
+    enc = encode_conversation(tok, load_conversations(shared_data / "instruct" / "alpaca_en_demo.json")[0])
+    answer = tok.decode(enc["labels"][enc["labels"] != -100])
+    assert answer.endswith("<|im_end|>\n") and "<|im_start|>user" not in answer
+
+
+def test_packing_fills_every_window_and_keeps_all_answer_tokens(chat_tokenizer, tmp_path):
+    path = write_alpaca(tmp_path / "a.json", 20)
+    unpacked = sft_examples(chat_tokenizer, path, 512, packing=False)
+    packed = sft_examples(chat_tokenizer, path, 16, packing=True)
+    assert all(len(e["input_ids"]) == 16 for e in packed)
+    total = sum(len(e["input_ids"]) for e in unpacked)
+    assert len(packed) == total // 16
+    assert torch.equal(torch.cat([e["labels"] for e in packed]), torch.cat([e["labels"] for e in unpacked])[: len(packed) * 16])
+    assert pack(unpacked, 10**6) == []
+
+
+def test_sft_lowers_answer_loss(chat_tokenizer, tmp_path):
+    path = write_alpaca(tmp_path / "a.json", 16)
+    options = SftOptions(data=str(path), max_steps=20, batch_size=2, seqlen=48, lr=3e-3, warmup_steps=2, precision="no")
+    model, result = sft(tiny_model(), chat_tokenizer, options, show_progress=False)
+    assert sum(result.losses[-3:]) / 3 < result.losses[0] - 0.5
