@@ -7,6 +7,8 @@ import threading
 import time
 
 import httpx
+import pytest
+import torch
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -86,3 +88,12 @@ def recording_upstream(fail_first: int = 0, reply: str | None = None) -> tuple[F
         return await answer(request, False)
 
     return app, received
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run far faster on one intra-op thread when the cores are shared with other jobs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

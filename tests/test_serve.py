@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from serving import ServerThread, free_port, wait_http
+from serving import ServerThread, free_port, one_thread, wait_http  # noqa: F401 (autouse fixture)
 from slmkit.serve.build import build_app
 from tiny import save_tiny
 

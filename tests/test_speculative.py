@@ -1,6 +1,6 @@
-import pytest
 import torch
 
+from serving import one_thread  # noqa: F401 (autouse fixture)
 from slmkit.collab.speculative import accept_or_resample, speculative_generate
 from slmkit.generation import SamplingParams, generate_ids
 from tiny import tiny_model
@@ -43,7 +43,6 @@ def test_acceptance_rule_reproduces_target_distribution():
     assert counts[4] == 0  # never a token the target gives zero probability
 
 
-@pytest.mark.slow
 def test_sampled_speculative_matches_target_marginal():
     target = tiny_model("llama", seed=2, vocab_size=320)
     draft = tiny_model("llama", seed=3, num_hidden_layers=1)

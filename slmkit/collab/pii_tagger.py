@@ -117,7 +117,7 @@ class SpanTagger:
 
 
 def train_tagger(model, tokenizer, records: list[dict], epochs: int = 12, layer: int | None = None, lr: float = 3e-3,
-                 batch_size: int = 16, seed: int = 0, progress=None) -> SpanTagger:
+                 batch_size: int = 16, width: int = 128, seed: int = 0, progress=None) -> SpanTagger:
     """Fit the head on records' features (the SLM is run once per record and stays frozen)."""
     torch.manual_seed(seed)
     layer = layer if layer is not None else (model.config.num_hidden_layers * 2) // 3
@@ -127,7 +127,7 @@ def train_tagger(model, tokenizer, records: list[dict], epochs: int = 12, layer:
         data.append((feats, torch.tensor(bio_tags(offsets, r["spans"]))))
         if progress:
             progress()
-    head = TaggerHead(model.config.hidden_size)
+    head = TaggerHead(model.config.hidden_size, width)
     optimizer = torch.optim.AdamW(head.parameters(), lr=lr)
     rng = random.Random(seed)
     for _ in range(epochs):
