@@ -56,3 +56,15 @@ def test_sampled_speculative_matches_target_marginal():
                                     k=2)[0][0] == top for s in range(n))
     sigma = (p[top] * (1 - p[top]) / n).sqrt().item()
     assert abs(hits / n - p[top].item()) < 5 * sigma
+
+
+def test_generate_command_with_draft_prints_the_same_text(tiny_folder):
+    from typer.testing import CliRunner
+
+    from slmkit.cli import app
+
+    base = CliRunner().invoke(app, ["generate", str(tiny_folder), "def f(x):", "-n", "12"])
+    fast = CliRunner().invoke(app, ["generate", str(tiny_folder), "def f(x):", "-n", "12", "--draft", str(tiny_folder)])
+    assert base.exit_code == 0 and fast.exit_code == 0, fast.output
+    assert base.stdout == fast.stdout
+    assert "draft acceptance 100%" in fast.stderr
