@@ -36,6 +36,7 @@ from slmkit.cli import generate as _generate  # noqa: E402,F401
 from slmkit.cli import export as _export  # noqa: E402,F401
 from slmkit.cli import train as _train  # noqa: E402,F401
 from slmkit.cli import data as _data  # noqa: E402,F401
+from slmkit.cli import serve as _serve, route as _route  # noqa: E402,F401
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ def generate_command(
     seed: Optional[int] = typer.Option(None, "--seed"),
     raw: bool = typer.Option(False, "--raw", help="Do not apply the chat template."),
     dtype: str = typer.Option("float32", "--dtype"),
+    draft: Optional[str] = typer.Option(None, "--draft", help="A compressed copy of MODEL: speculative decoding."),
 ) -> None:
     """Generate text; prints tokens as they come and the speed at the end (stderr)."""
     from slmkit.generation import SamplingParams, chat_prompt_ids, stop_ids, stream_tokens
@@ -32,8 +33,16 @@ def generate_command(
                             stop_token_ids=stop_ids(tokenizer))
     tokens: list[int] = []
     printed = ""
+    stats = None
+    if draft:
+        from slmkit.collab.speculative import SpeculativeStats, speculative_stream
+
+        stats = SpeculativeStats()
+        stream = speculative_stream(net, load(draft, dtype)[0], ids, params, stats=stats)
+    else:
+        stream = stream_tokens(net, ids, params)
     start = time.perf_counter()
-    for token in stream_tokens(net, ids, params):
+    for token in stream:
         if token in params.stop_token_ids:
             break
         tokens.append(token)
@@ -43,4 +52,5 @@ def generate_command(
         printed = text
     elapsed = time.perf_counter() - start
     sys.stdout.write("\n")
-    print(f"[{len(tokens)} tokens, {len(tokens) / elapsed:.1f} tokens/s]", file=sys.stderr)
+    extra = f", draft acceptance {stats.acceptance_rate:.0%}" if stats is not None else ""
+    print(f"[{len(tokens)} tokens, {len(tokens) / elapsed:.1f} tokens/s{extra}]", file=sys.stderr)

@@ -1,0 +1,1 @@
+"""SLM–LLM collaboration: speculative decoding, cascades, routing, a privacy proxy and an upstream client."""

@@ -1,0 +1,163 @@
+"""A span tagger for names, organisations, addresses and places on the SLM's frozen hidden states.
+
+The SLM reads the text once; a small bidirectional LSTM over one of its middle layers predicts
+BIO tags per token (the LSTM gives the causal model's features right-hand context), and tags
+become character spans through the tokenizer's offsets. Trained on presidio-style records
+({"full_text", "spans": [{"entity_type", "start_position", "end_position"}], "template_id"}).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from slmkit.collab.privacy import Span
+from slmkit.errors import SlmError
+
+LEARNED_TYPES = ("PERSON", "ORGANIZATION", "STREET_ADDRESS", "GPE")
+TAGS = ["O"] + [f"{p}-{t}" for t in LEARNED_TYPES for p in "BI"]
+
+
+def split_by_template(records: list[dict], test_fraction: float = 0.2, seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """Hold out whole templates, so a sentence pattern seen in training never appears in the test split."""
+    templates = sorted({r["template_id"] for r in records})
+    random.Random(seed).shuffle(templates)
+    test_ids = set(templates[: max(1, round(len(templates) * test_fraction))])
+    return [r for r in records if r["template_id"] not in test_ids], [r for r in records if r["template_id"] in test_ids]
+
+
+@torch.inference_mode()
+def token_features(model, tokenizer, text: str, layer: int) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """[T, hidden] features from one hidden layer and each token's character offsets."""
+    enc = tokenizer(text, return_offsets_mapping=True)
+    ids = torch.tensor([enc["input_ids"]])
+    hidden = model(ids, output_hidden_states=True, logits_to_keep=1).hidden_states[layer][0].float()
+    return hidden, [tuple(o) for o in enc["offset_mapping"]]
+
+
+def bio_tags(offsets: list[tuple[int, int]], spans: list[dict]) -> list[int]:
+    tags = [0] * len(offsets)
+    for span in spans:
+        if span["entity_type"] not in LEARNED_TYPES:
+            continue
+        inside = [i for i, (a, b) in enumerate(offsets) if a < span["end_position"] and span["start_position"] < b and b > a]
+        for n, i in enumerate(inside):
+            tags[i] = TAGS.index(f"{'B' if n == 0 else 'I'}-{span['entity_type']}")
+    return tags
+
+
+def tags_to_spans(text: str, offsets: list[tuple[int, int]], tags: list[int]) -> list[Span]:
+    """Merge B/I runs into character spans, trimmed of surrounding whitespace."""
+    spans, current = [], None
+    for (a, b), tag in zip(offsets, tags):
+        name = TAGS[tag]
+        kind = name[2:] if name != "O" else None
+        if kind and current and current[2] == kind and (name[0] == "I" or a <= current[1]):
+            current[1] = b
+            continue
+        if current:
+            spans.append(current)
+        current = [a, b, kind] if kind else None
+    if current:
+        spans.append(current)
+    out = []
+    for a, b, kind in spans:
+        while a < b and text[a].isspace():
+            a += 1
+        while b > a and text[b - 1].isspace():
+            b -= 1
+        if b > a:
+            out.append(Span(a, b, kind))
+    return out
+
+
+class TaggerHead(nn.Module):
+    def __init__(self, hidden: int, width: int = 128):
+        super().__init__()
+        self.lstm = nn.LSTM(hidden, width, batch_first=True, bidirectional=True)
+        self.out = nn.Linear(2 * width, len(TAGS))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.lstm(x)[0])
+
+
+class SpanTagger:
+    """The frozen SLM + a trained head; `spans(text)` is what the privacy proxy calls."""
+
+    def __init__(self, model, tokenizer, head: TaggerHead, layer: int):
+        self.model, self.tokenizer, self.head, self.layer = model, tokenizer, head.eval(), layer
+
+    @torch.inference_mode()
+    def spans(self, text: str) -> list[Span]:
+        if not text.strip():
+            return []
+        features, offsets = token_features(self.model, self.tokenizer, text, self.layer)
+        tags = self.head(features[None])[0].argmax(-1).tolist()
+        return tags_to_spans(text, offsets, tags)
+
+    def save(self, path: str | Path) -> None:
+        torch.save({"layer": self.layer, "hidden": self.head.lstm.input_size, "width": self.head.lstm.hidden_size,
+                    "state": self.head.state_dict()}, path)
+
+    @classmethod
+    def load(cls, path: str | Path, model, tokenizer) -> "SpanTagger":
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise SlmError(f"PII tagger file {path} not found (make one with `slm route pii-train`)") from None
+        if blob.get("hidden") != model.config.hidden_size:
+            raise SlmError(f"PII tagger {path} was trained on a model with hidden size {blob.get('hidden')}, "
+                           f"not {model.config.hidden_size}")
+        head = TaggerHead(blob["hidden"], blob["width"])
+        head.load_state_dict(blob["state"])
+        return cls(model, tokenizer, head, blob["layer"])
+
+
+def train_tagger(model, tokenizer, records: list[dict], epochs: int = 12, layer: int | None = None, lr: float = 3e-3,
+                 batch_size: int = 16, width: int = 128, seed: int = 0, progress=None) -> SpanTagger:
+    """Fit the head on records' features (the SLM is run once per record and stays frozen)."""
+    torch.manual_seed(seed)
+    layer = layer if layer is not None else (model.config.num_hidden_layers * 2) // 3
+    data = []
+    for r in records:
+        feats, offsets = token_features(model, tokenizer, r["full_text"], layer)
+        data.append((feats, torch.tensor(bio_tags(offsets, r["spans"]))))
+        if progress:
+            progress()
+    head = TaggerHead(model.config.hidden_size, width)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=lr)
+    rng = random.Random(seed)
+    for _ in range(epochs):
+        rng.shuffle(data)
+        for i in range(0, len(data), batch_size):
+            batch = data[i:i + batch_size]
+            x = nn.utils.rnn.pad_sequence([f for f, _ in batch], batch_first=True)
+            y = nn.utils.rnn.pad_sequence([t for _, t in batch], batch_first=True, padding_value=-100)
+            loss = nn.functional.cross_entropy(head(x).flatten(0, 1), y.flatten(), ignore_index=-100)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return SpanTagger(model, tokenizer, head, layer)
+
+
+def evaluate_detector(detect, records: list[dict], aliases: dict[str, str] | None = None) -> dict[str, dict]:
+    """Per-type precision/recall: a gold span is found when a predicted span of the same type overlaps it."""
+    aliases = aliases or {"DOMAIN_NAME": "URL"}
+    counts: dict[str, dict[str, int]] = {}
+    for r in records:
+        text = r["full_text"]
+        gold = [(s["start_position"], s["end_position"], aliases.get(s["entity_type"], s["entity_type"])) for s in r["spans"]]
+        pred = detect(text)
+        for a, b, kind in gold:
+            c = counts.setdefault(kind, {"gold": 0, "found": 0, "pred": 0, "correct": 0})
+            c["gold"] += 1
+            c["found"] += any(p.label == kind and p.start < b and a < p.end for p in pred)
+        for p in pred:
+            c = counts.setdefault(p.label, {"gold": 0, "found": 0, "pred": 0, "correct": 0})
+            c["pred"] += 1
+            c["correct"] += any(kind == p.label and p.start < b and a < p.end for a, b, kind in gold)
+    return {kind: {"support": c["gold"], "recall": c["found"] / c["gold"] if c["gold"] else float("nan"),
+                   "precision": c["correct"] / c["pred"] if c["pred"] else float("nan")} for kind, c in sorted(counts.items())}

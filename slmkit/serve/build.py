@@ -1,0 +1,69 @@
+"""Assemble a server from command-line style choices: backend, draft, upstream, cascade or router, privacy."""
+
+from __future__ import annotations
+
+import os
+
+from slmkit.errors import SlmError
+from slmkit.serve.app import Collaboration, create_app
+
+API_KEY_ENV = "SLMKIT_API_KEY"
+BACKENDS = ("transformers", "llama.cpp")
+
+
+def load_engine(model: str, backend: str = "transformers", draft: str | None = None, dtype: str = "float32",
+                name: str | None = None):
+    """The local model behind the server, loaded by slmkit (any spec `slm` accepts)."""
+    if backend not in BACKENDS:
+        raise SlmError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    if backend == "llama.cpp":
+        if draft:
+            raise SlmError("--draft needs the transformers backend (llama.cpp speculative decoding is not wired here)")
+        from slmkit.serve.llamacpp import LlamaCppEngine
+
+        return LlamaCppEngine.from_spec(model, name=name)
+    from slmkit.models.loading import load
+    from slmkit.serve.engine import TransformersEngine
+
+    net, tokenizer = load(model, dtype)
+    draft_net = load(draft, dtype)[0] if draft else None
+    return TransformersEngine(net, tokenizer, name or model, draft=draft_net)
+
+
+def build_app(model: str, backend: str = "transformers", api_key: str | None = None, draft: str | None = None,
+              upstream: str | None = None, upstream_model: str | None = None, cascade_threshold: float | None = None,
+              cascade_metric: str = "mean", router: str | None = None, privacy: bool = False, privacy_tagger: str | None = None, name: str | None = None,
+              upstream_timeout: float = 60.0, upstream_retries: int = 3):
+    """A ready FastAPI app; the API key falls back to $SLMKIT_API_KEY."""
+    if cascade_threshold is not None and router:
+        raise SlmError("choose one of --cascade-threshold and --router, not both")
+    if (cascade_threshold is not None or router or privacy) and not upstream:
+        raise SlmError("--cascade-threshold, --router and --privacy need --upstream URL")
+    if upstream and not upstream_model:
+        raise SlmError("--upstream needs --upstream-model NAME (the model name the upstream serves)")
+    engine = load_engine(model, backend, draft, name=name)
+    collab = Collaboration()
+    if upstream:
+        from slmkit.collab.client import UpstreamClient
+
+        collab.upstream = UpstreamClient(upstream, upstream_model, timeout=upstream_timeout, retries=upstream_retries)
+    if cascade_threshold is not None:
+        from slmkit.collab.cascade import Cascade
+
+        if engine.backend != "transformers":
+            raise SlmError("the cascade needs the transformers backend (it scores the answer's token log-probs)")
+        collab.cascade = Cascade(cascade_threshold, cascade_metric)
+    if router:
+        from slmkit.collab.router import Router
+
+        if engine.backend != "transformers":
+            raise SlmError("the router needs the transformers backend (it embeds prompts with the model)")
+        collab.router = Router.load(router)
+    if privacy:
+        from slmkit.collab.privacy import PrivacyProxy
+
+        if privacy_tagger and engine.backend != "transformers":
+            raise SlmError("--privacy-tagger needs the transformers backend (the tagger reads the model's hidden states)")
+        model_, tokenizer_ = (engine.model, engine.tokenizer) if privacy_tagger else (None, None)
+        collab.privacy = PrivacyProxy.default(privacy_tagger, model_, tokenizer_)
+    return create_app(engine, collab, api_key=api_key or os.environ.get(API_KEY_ENV))

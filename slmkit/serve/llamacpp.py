@@ -1,0 +1,79 @@
+"""The llama.cpp backend: serve a GGUF file (e.g. slmkit's GGUF export) through llama-cpp-python, the fastest CPU path.
+
+Prompts are tokenised with the model's Hugging Face tokenizer (slmkit converts it from the GGUF),
+so chat templates and token counts match the transformers backend exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from slmkit.errors import SlmError
+from slmkit.generation import SamplingParams, stop_ids
+
+INSTALL_HINT = "the llama.cpp backend needs llama-cpp-python: pip install 'slmkit[llamacpp]' (builds from source, ~4 min)"
+
+
+def gguf_path(spec: str):
+    from slmkit.models.embedded import EMBEDDED
+    from slmkit.models.source import resolve_model
+
+    source = resolve_model(spec)
+    if source.kind == "embedded":
+        return EMBEDDED[source.ref].path(), source
+    if source.kind == "gguf":
+        return source.ref, source
+    raise SlmError(f"--backend llama.cpp serves a GGUF file (an embedded name or a .gguf path), not {spec!r}; "
+                   "export one with --format gguf")
+
+
+class LlamaCppEngine:
+    backend = "llama.cpp"
+    speculative_stats = None
+
+    def __init__(self, llama, tokenizer, name: str):
+        self.llama, self.tokenizer, self.name = llama, tokenizer, name
+        self.context_length = llama.n_ctx()
+        self.stop_token_ids = stop_ids(tokenizer)
+
+    @classmethod
+    def from_spec(cls, spec: str, name: str | None = None, n_ctx: int = 2048, threads: int | None = None) -> "LlamaCppEngine":
+        try:
+            from llama_cpp import Llama
+        except ImportError:
+            raise SlmError(INSTALL_HINT) from None
+        from transformers import AutoTokenizer
+
+        from slmkit.models.loading import model_folder
+
+        path, source = gguf_path(spec)
+        tokenizer = AutoTokenizer.from_pretrained(model_folder(source))
+        llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, verbose=False)
+        return cls(llama, tokenizer, name or spec)
+
+    def chat_ids(self, messages: list[dict]) -> list[int]:
+        if getattr(self.tokenizer, "chat_template", None):
+            return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"])
+        return self.text_ids("".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:")
+
+    def text_ids(self, text: str) -> list[int]:
+        return self.tokenizer(text)["input_ids"]
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def stream(self, ids: list[int], params: SamplingParams) -> Iterator[int]:
+        if params.seed is not None:
+            self.llama.set_seed(params.seed)
+        tokens = self.llama.generate(ids, temp=params.temperature, top_p=params.top_p, top_k=0, min_p=0.0,
+                                     repeat_penalty=1.0, reset=True)
+        for count, token in enumerate(tokens, start=1):
+            yield int(token)
+            if token in params.stop_token_ids or count >= params.max_new_tokens:
+                return
+
+    def answer_logprobs(self, ids, answer):
+        raise SlmError("the cascade needs the transformers backend")
+
+    def embed(self, ids):
+        raise SlmError("the router needs the transformers backend")

@@ -1,0 +1,97 @@
+"""Privacy proxy: checksum detectors, stable placeholders, restore, and what a real upstream receives."""
+
+import json
+
+import httpx
+import openai
+import pytest
+import torch
+
+from serving import ServerThread, one_thread, recording_upstream  # noqa: F401 (autouse fixture)
+from slmkit.collab.pii_tagger import SpanTagger, bio_tags, evaluate_detector, split_by_template, tags_to_spans, train_tagger
+from slmkit.collab.privacy import PrivacyProxy, Redaction, detect_rules, iban_ok, luhn_ok
+from slmkit.serve.build import build_app
+from tiny import save_tiny, tiny_model, tiny_tokenizer
+
+TEXT = ("Mail jane.doe@example.com or call +1-984-182-0190. Card 4111 1111 1111 1111, IBAN GB82WEST12345698765432, "
+        "SSN 460-89-9847, host 192.168.10.4, see https://example.org/a?b=1 on 2000-04-16 11:34:35.")
+
+
+def labels(text):
+    return {(text[s.start:s.end], s.label) for s in detect_rules(text)}
+
+
+def test_rule_detectors_find_each_type():
+    found = labels(TEXT)
+    for value, label in [("jane.doe@example.com", "EMAIL_ADDRESS"), ("+1-984-182-0190", "PHONE_NUMBER"),
+                         ("4111 1111 1111 1111", "CREDIT_CARD"), ("GB82WEST12345698765432", "IBAN_CODE"),
+                         ("460-89-9847", "US_SSN"), ("192.168.10.4", "IP_ADDRESS"), ("https://example.org/a?b=1", "URL"),
+                         ("2000-04-16 11:34:35", "DATE_TIME")]:
+        assert (value, label) in found, (value, label, found)
+
+
+def test_checksums_reject_lookalikes():
+    assert luhn_ok("4111111111111111") and not luhn_ok("4111111111111112")
+    assert iban_ok("GB82 WEST 1234 5698 7654 32") and not iban_ok("GB82WEST12345698765433")
+    assert ("4111 1111 1111 1112", "CREDIT_CARD") not in labels("Card 4111 1111 1111 1112 here")
+    assert not any(label == "IBAN_CODE" for _, label in labels("code GB82WEST12345698765433"))
+    assert not any(label == "IP_ADDRESS" for _, label in labels("version 999.1.2.3"))
+
+
+def test_placeholders_are_stable_and_restored():
+    proxy = PrivacyProxy()
+    redaction = Redaction()
+    a, _ = proxy.redact("write to a@b.com and a@b.com, cc c@d.org", redaction)
+    assert a == "write to <EMAIL_ADDRESS_1> and <EMAIL_ADDRESS_1>, cc <EMAIL_ADDRESS_2>"
+    b, _ = proxy.redact("again a@b.com", redaction)
+    assert b == "again <EMAIL_ADDRESS_1>"
+    assert redaction.restore("Sent to < EMAIL_ADDRESS_2 > and <EMAIL_ADDRESS_1>.") == "Sent to c@d.org and a@b.com."
+
+
+def test_rule_recall_on_presidio_split(shared_data):
+    records = json.loads((shared_data / "safety/pii/presidio_synth_dataset_v2.json").read_text())
+    _, test = split_by_template(records)
+    report = evaluate_detector(detect_rules, test)
+    for kind in ("EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS", "DATE_TIME", "PHONE_NUMBER", "URL"):
+        if kind in report and report[kind]["support"]:
+            assert report[kind]["recall"] >= 0.95, (kind, report[kind])
+
+
+def test_bio_roundtrip_and_tiny_tagger(tmp_path):
+    tok = tiny_tokenizer()
+    text = "Contact Ann Lee at Acme Corp today"
+    spans = [{"entity_type": "PERSON", "start_position": 8, "end_position": 15},
+             {"entity_type": "ORGANIZATION", "start_position": 19, "end_position": 28}]
+    offsets = [tuple(o) for o in tok(text, return_offsets_mapping=True)["offset_mapping"]]
+    back = tags_to_spans(text, offsets, bio_tags(offsets, spans))
+    assert {(text[s.start:s.end], s.label) for s in back} == {("Ann Lee", "PERSON"), ("Acme Corp", "ORGANIZATION")}
+    model = tiny_model("llama")
+    records = [{"full_text": f"Contact {n} at Acme Corp today", "template_id": i % 3,
+                "spans": [{"entity_type": "PERSON", "start_position": 8, "end_position": 8 + len(n)}]}
+               for i, n in enumerate(["Ann Lee", "Bob Ray", "Cy Twombly", "Di Fox"] * 3)]
+    tagger = train_tagger(model, tok, records, epochs=15, lr=2e-2, batch_size=2, width=16)
+    tagger.save(tmp_path / "t.pt")
+    again = SpanTagger.load(tmp_path / "t.pt", model, tok)
+    assert again.spans(text) == tagger.spans(text)
+    assert evaluate_detector(tagger.spans, records)["PERSON"]["recall"] > 0.5
+
+
+def test_privacy_proxy_over_http_sends_no_raw_pii(tmp_path):
+    upstream_app, received = recording_upstream()
+    with ServerThread(upstream_app) as upstream:
+        app = build_app(str(save_tiny(tmp_path / "tiny")), upstream=upstream.url, upstream_model="big", privacy=True)
+        with ServerThread(app) as local:
+            client = openai.OpenAI(base_url=local.url, api_key="x", max_retries=0)
+            reply = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": TEXT}], max_tokens=50)
+            raw = client.with_options().chat.completions.with_raw_response.create(
+                model="tiny", messages=[{"role": "user", "content": "mail me at z@q.io"}], max_tokens=5)
+            assert raw.headers["x-answered-by"] == "upstream"
+            stats = httpx.get(local.url + "/stats").json()
+    sent = json.dumps(received)
+    for secret in ("jane.doe@example.com", "4111 1111 1111 1111", "GB82WEST12345698765432", "460-89-9847",
+                   "192.168.10.4", "984-182-0190", "z@q.io"):
+        assert secret not in sent
+    assert "<EMAIL_ADDRESS_1>" in received[0]["messages"][0]["content"]
+    assert reply.choices[0].message.content == "echo: " + TEXT  # every placeholder restored
+    assert reply.model_extra["answered_by"] == "upstream"
+    assert stats["upstream_calls"] == 2 and stats["upstream_prompt_tokens"] == 22
