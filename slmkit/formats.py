@@ -11,6 +11,7 @@ from typing import Callable
 
 SAVE_FORMATS: dict[str, str] = {
     "hf": "slmkit.models.saving:save_hf",
+    "compressed-tensors": "slmkit.models.compressed_tensors:save_sparse_compressed",
 }
 
 

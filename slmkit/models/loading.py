@@ -64,6 +64,10 @@ def load_folder(folder: str, dtype: str = "float32") -> tuple[PreTrainedModel, P
         layout = json.loads(manifest.read_text()).get("layout", "hf")
         if layout in FOLDER_LOADERS:
             return FOLDER_LOADERS[layout](folder, dtype)
+    from slmkit.models.compressed_tensors import is_sparse_compressed, load_sparse_compressed
+
+    if is_sparse_compressed(folder):  # compressed-tensors no longer decompresses sparse checkpoints
+        return load_sparse_compressed(folder, dtype)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype(dtype))
