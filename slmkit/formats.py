@@ -11,7 +11,7 @@ from typing import Callable
 
 SAVE_FORMATS: dict[str, str] = {
     "hf": "slmkit.models.saving:save_hf",
-    "compressed-tensors": "slmkit.compress.quant.compressed:save_quantized_compressed",
+    "compressed-tensors": "slmkit.models.compressed_tensors:save_compressed_tensors",
     "hf_merged": "slmkit.compress.structured.lowrank:save_merged",
 }
 

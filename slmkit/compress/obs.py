@@ -11,7 +11,8 @@ References: Frantar & Alistarh 2023 (SparseGPT, Alg. 1), Frantar et al. 2022 (GP
 
 from __future__ import annotations
 
-from typing import Protocol
+from contextlib import contextmanager
+from typing import Iterator, Protocol
 
 import torch
 
@@ -29,6 +30,18 @@ class ColumnQuantizer(Protocol):
         """Quantize-dequantize one column [out] and return it."""
 
 
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run many tiny ops on one thread: intra-op threads only add synchronisation at this size
+    (5x slower on a busy 2-core CPU)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def inverse_hessian_factor(hessian: torch.Tensor, damp: float = 0.01) -> tuple[torch.Tensor, torch.Tensor]:
     """(upper Cholesky factor of (H + λI)⁻¹, dead-input mask). λ = `damp` × mean diagonal.
 
@@ -38,13 +51,19 @@ def inverse_hessian_factor(hessian: torch.Tensor, damp: float = 0.01) -> tuple[t
     dead = torch.diag(H) == 0
     H[dead, dead] = 1.0
     H.diagonal().add_(damp * torch.mean(torch.diag(H)))
+    H = H.float()  # as the reference implementations: float32 factorisations are ~2x faster on CPU
     for attempt in range(5):  # escalate damping if H is numerically indefinite
         L, info = torch.linalg.cholesky_ex(H)
         if info == 0:
             break
         H.diagonal().add_(damp * torch.mean(torch.diag(H)) * 10 ** attempt)
-    Hinv = torch.cholesky_inverse(L)
-    return torch.linalg.cholesky(Hinv, upper=True).float(), dead
+    # H⁻¹ = L⁻ᵀ L⁻¹ via a triangular solve: torch.cholesky_inverse is many times slower on CPU.
+    L_inv = torch.linalg.solve_triangular(L, torch.eye(L.shape[0], dtype=L.dtype), upper=False)
+    Hinv = L_inv.T @ L_inv
+    U, info = torch.linalg.cholesky_ex(Hinv, upper=True)
+    if info != 0:  # float32 round-off on an ill-conditioned H: redo this step in float64
+        U = torch.linalg.cholesky(Hinv.double(), upper=True).float()
+    return U, dead
 
 
 @torch.no_grad()
@@ -81,22 +100,23 @@ def obs_sweep(
             k = int(saliency.numel() * sparsity)
             if k:
                 mask1.view(-1)[saliency.flatten().topk(k, largest=False).indices] = True
-        for i in range(i2 - i1):
-            col = i1 + i
-            if n_of_m is not None and i % n_of_m[1] == 0:
-                n, m = n_of_m
-                saliency = W1[:, i : i + m].pow(2) / diag[i : i + m].pow(2).unsqueeze(0)
-                mask1[:, i : i + m].scatter_(1, saliency.topk(n, dim=1, largest=False).indices, True)
-            if quantizer is not None and quantizer.group_size and col % quantizer.group_size == 0 and col:
-                quantizer.prepare(col, torch.cat([W1[:, i:], W[:, i2:]], dim=1))
-            w = W1[:, i]
-            q = w.masked_fill(mask1[:, i], 0.0)
-            if quantizer is not None:
-                q = quantizer.quantize(col, q).masked_fill(mask1[:, i], 0.0)
-            err = (w - q) / Hinv1[i, i]
-            W1[:, i:] -= err.unsqueeze(1) * Hinv1[i, i:].unsqueeze(0)
-            W1[:, i] = q
-            Err1[:, i] = err
+        with one_thread():
+            for i in range(i2 - i1):
+                col = i1 + i
+                if n_of_m is not None and i % n_of_m[1] == 0:
+                    n, m = n_of_m
+                    saliency = W1[:, i : i + m].pow(2) / diag[i : i + m].pow(2).unsqueeze(0)
+                    mask1[:, i : i + m].scatter_(1, saliency.topk(n, dim=1, largest=False).indices, True)
+                if quantizer is not None and quantizer.group_size and col % quantizer.group_size == 0 and col:
+                    quantizer.prepare(col, torch.cat([W1[:, i:], W[:, i2:]], dim=1))
+                w = W1[:, i]
+                q = w.masked_fill(mask1[:, i], 0.0)
+                if quantizer is not None:
+                    q = quantizer.quantize(col, q).masked_fill(mask1[:, i], 0.0)
+                err = (w - q) / Hinv1[i, i]
+                W1[:, i + 1 :].addr_(err, Hinv1[i, i + 1 :], alpha=-1.0)  # rank-1 update in place
+                W1[:, i] = q
+                Err1[:, i] = err
         W[:, i1:i2] = W1
         pruned[:, i1:i2] = mask1
         W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]

@@ -70,9 +70,12 @@ def load_folder(folder: str, dtype: str = "float32") -> tuple[PreTrainedModel, P
             loader = getattr(importlib.import_module(module), func)
         return loader(folder, dtype)
     from slmkit.compress.quant.compressed import is_quantized_compressed, load_quantized_compressed
+    from slmkit.models.compressed_tensors import is_sparse_compressed, load_sparse_compressed
 
     if is_quantized_compressed(folder):  # packed integer weights: keep them packed (QuantLinear)
         return load_quantized_compressed(folder, dtype)
+    if is_sparse_compressed(folder):  # compressed-tensors no longer decompresses sparse checkpoints
+        return load_sparse_compressed(folder, dtype)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype(dtype))
