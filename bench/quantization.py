@@ -101,6 +101,30 @@ def slmkit_perplexity(folder: str, seqlen: int, windows: int | None) -> float:
     return json.loads(out.strip().splitlines()[-1])["perplexity"]
 
 
+def decode_loops(model: str, tokens: int, repeats: int) -> dict:
+    """fp32 decode tokens/s of slmkit's loop and of HF `generate`, medians, in one fresh process."""
+    code = f"""
+import json, statistics, time, torch
+torch.set_num_threads(2)
+from slmkit.models.loading import load
+from slmkit.generation import SamplingParams, stream_tokens
+m, t = load({model!r})
+ids = torch.randint(100, 40000, (1, 32), generator=torch.Generator().manual_seed(0))
+def ours():
+    it = stream_tokens(m, ids, SamplingParams(max_new_tokens={tokens} + 1)); next(it)
+    start = time.perf_counter(); n = sum(1 for _ in it); return n / (time.perf_counter() - start)
+def hf():
+    start = time.perf_counter()
+    m.generate(ids, max_new_tokens={tokens}, min_new_tokens={tokens}, do_sample=False)
+    return {tokens} / (time.perf_counter() - start)
+ours(), hf()
+print(json.dumps({{"slmkit": statistics.median(ours() for _ in range({repeats})),
+                  "hf_generate": statistics.median(hf() for _ in range({repeats}))}}))
+"""
+    _, _, out, _ = run_timed([sys.executable, "-c", code])
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true")
@@ -155,8 +179,14 @@ def main() -> None:
     for name in ("rtn-w8", "rtn-w4g64", "smoothquant-w8a8"):
         if (RESULTS / "models" / name).is_dir():
             speeds[name] = cached(f"speed-{name}", lambda n=name: measure_in_subprocess(str(RESULTS / "models" / n), **speed_kw).to_dict())
+    loops = cached("speed-loops", lambda: decode_loops(MODEL, speed_kw["decode_tokens"], speed_kw["repeats"]))
     torchao = {} if python is None else cached("speed-torchao", lambda: peer(python, "speed", dense_dir, "128", "16", "3")[2])
     print_table(rows, speeds, torchao, mode, nsamples, seqlen, windows)
+    if "error" in loops:
+        print(f"\nfp32 decode loops: error: {loops['error']}")
+    else:
+        print(f"\nfp32 decode, same process: slmkit loop {loops['slmkit']:.1f} tok/s, HF generate {loops['hf_generate']:.1f} tok/s "
+              f"(ratio {loops['slmkit'] / loops['hf_generate']:.2f})")
 
 
 def fmt(value, spec=".2f"):

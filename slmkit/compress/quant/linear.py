@@ -14,11 +14,30 @@ these ops are 10-30× slower than an fp32 matmul on this CPU).
 from __future__ import annotations
 
 import functools
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 
 from slmkit.compress.quant.grid import KERNEL_GROUP_SIZES, dequantize
+
+
+# The packed kernels' thread barriers cost milliseconds when cores are shared (measured: int4 one-row
+# matmul 0.05-0.9 ms on one thread, 7-50 ms on two); a decode step is memory-bound, so it uses one thread.
+SINGLE_THREAD_ROWS = 4
+
+
+@contextmanager
+def single_thread_if(condition: bool):
+    threads = torch.get_num_threads()
+    if not condition or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @functools.lru_cache(maxsize=32)
@@ -127,9 +146,12 @@ class QuantLinear(nn.Module):
             xq = torch.round(xf / xs).to(torch.int8)
             y = torch._int_mm(xq, self.qweight.t()).float() * xs * self.scale.float()
         elif self.layout == "int8":
-            y = torch.ops.aten._weight_int8pack_mm(x.to(torch.bfloat16), self.qweight, self.scale)
+            with single_thread_if(x.shape[0] <= SINGLE_THREAD_ROWS):
+                y = torch.ops.aten._weight_int8pack_mm(x.to(torch.bfloat16), self.qweight, self.scale)
         elif self.layout == "int4":
-            y = torch.ops.aten._weight_int4pack_mm_for_cpu(x.to(torch.bfloat16), self.qweight, self.kernel_group, self.scales_zeros)
+            with single_thread_if(x.shape[0] <= SINGLE_THREAD_ROWS):
+                y = torch.ops.aten._weight_int4pack_mm_for_cpu(x.to(torch.bfloat16), self.qweight, self.kernel_group,
+                                                               self.scales_zeros)
         else:
             y = x.float() @ self.dequantized_weight().t()
         y = y.to(dtype)
