@@ -110,3 +110,13 @@ def test_slm_export_both_formats(tmp_path, tiny_folder):
     assert sum(isinstance(m, QuantLinear) for m in model.modules()) == 14
     result = slm("export", str(tiny_folder), "--format", "onnx", "--out", str(tmp_path / "x"))
     assert result.returncode != 0 and "unknown export format 'onnx'" in result.stderr
+
+
+def test_slm_compress_saves_quantized_methods_as_compressed_tensors(tmp_path, tiny_folder):
+    args = [sys.executable, "-m", "slmkit.cli", "compress", str(tiny_folder), "--method", "gptq", "--bits", "4",
+            "--group-size", "32", "--act-order", "--nsamples", "4", "--seqlen", "32", "--out", str(tmp_path / "q")]
+    result = subprocess.run(args, capture_output=True, text=True, env=ENV)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "q" / "slmkit.json").read_text())["format"] == "compressed-tensors"
+    model, _ = load(str(tmp_path / "q"))
+    assert sum(isinstance(m, QuantLinear) for m in model.modules()) == 14

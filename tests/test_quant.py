@@ -130,3 +130,17 @@ def test_every_method_packs_every_decoder_linear(family, method, options, tokeni
         logits = model(ids).logits
     drift = float((logits - reference).norm() / reference.norm())
     assert drift < (0.5 if "pattern" in options else 0.2)
+
+
+@pytest.mark.integration
+def test_smollm2_int4_g64_is_a_third_of_fp32_and_still_answers():
+    from slmkit.generation import SamplingParams, chat_prompt_ids, generate_ids, stop_ids
+    from slmkit.models.loading import load
+
+    model, tokenizer = load("smollm2-135m")
+    dense = tensor_bytes(model)
+    get_step("rtn").function()(model, tokenizer, get_step("rtn").options(bits=4, group_size=64), None)
+    assert tensor_bytes(model) <= 0.35 * dense
+    ids = chat_prompt_ids(tokenizer, "What is the capital of France?")
+    out = generate_ids(model, ids, SamplingParams(max_new_tokens=12, stop_token_ids=stop_ids(tokenizer)))
+    assert "Paris" in tokenizer.decode(out)

@@ -47,8 +47,8 @@ class AWQScaling:
     stats = {"absmean", "inputs"}
     sequential = True
 
-    def __init__(self, model, spec: QuantSpec, grid: int) -> None:
-        self.anatomy, self.spec, self.grid = anatomy_of(model), spec, grid
+    def __init__(self, model, spec: QuantSpec, grid: int, search_tokens: int) -> None:
+        self.anatomy, self.spec, self.grid, self.search_tokens = anatomy_of(model), spec, grid, search_tokens
 
     def apply(self, index, layer, stats) -> None:
         paths = list(stats)
@@ -57,12 +57,14 @@ class AWQScaling:
             return
         linears = [get_module(layer, p) for p in paths]
         first = stats[paths[0]]
-        s = search_scales([linear_weight(m) for m in linears], first.inputs(), first.absmean, self.spec, self.grid)
+        x = first.inputs()
+        x = x[torch.linspace(0, len(x) - 1, min(len(x), self.search_tokens)).long()]  # evenly spread tokens
+        s = search_scales([linear_weight(m) for m in linears], x, first.absmean, self.spec, self.grid)
         fold_scales(self.anatomy, producer, linears, s)
 
 
 def awq_quantize(model, tokenizer, options: AWQOptions, context):
     spec = spec_of(options)
     check_group_size(model, spec.group_size)
-    run_layerwise(model, AWQScaling(model, spec, options.grid), context.calibration_ids(), description="awq")
+    run_layerwise(model, AWQScaling(model, spec, options.grid, options.search_tokens), context.calibration_ids(), description="awq")
     return rtn_quantize(model, tokenizer, options)

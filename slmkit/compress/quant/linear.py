@@ -13,10 +13,45 @@ these ops are 10-30× slower than an fp32 matmul on this CPU).
 
 from __future__ import annotations
 
+import functools
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
 from slmkit.compress.quant.grid import KERNEL_GROUP_SIZES, dequantize
+
+
+# The packed kernels' thread barriers cost milliseconds when cores are shared (measured: int4 one-row
+# matmul 0.05-0.9 ms on one thread, 7-50 ms on two); a decode step is memory-bound, so it uses one thread.
+SINGLE_THREAD_ROWS = 4
+
+
+@contextmanager
+def single_thread_if(condition: bool):
+    threads = torch.get_num_threads()
+    if not condition or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@functools.lru_cache(maxsize=32)
+def int4_layout(rows: int, cols: int) -> torch.Tensor:
+    """For each nibble of ATen's packed CPU int4 weight (low nibble first), the flat [rows, cols]
+    index it holds. Found by packing probe matrices that spell out each position's index 4 bits
+    at a time, so unpacking is an exact gather whatever the layout."""
+    index = torch.arange(rows * cols)
+    source = torch.zeros_like(index)
+    for shift in range(0, max(1, (rows * cols - 1).bit_length()), 4):
+        probe = ((index >> shift) & 15).view(rows, cols).to(torch.int32)
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(probe, 1)
+        source |= torch.stack([packed & 15, packed >> 4], -1).flatten().long() << shift
+    return source
 
 
 class QuantLinear(nn.Module):
@@ -77,13 +112,10 @@ class QuantLinear(nn.Module):
             codes = (self.qweight.to(torch.int16) + 128).to(torch.uint8)
             return codes, self.scale.float()[:, None], torch.full((self.out_features, 1), 128, dtype=torch.uint8)
         if self.layout == "int4":
-            # Multiply the identity by the packed matrix with unit scales and zero offsets: exact (u - 8).
-            eye = torch.eye(self.in_features, dtype=torch.bfloat16)
-            unit = torch.zeros(self.groups, self.out_features, 2, dtype=torch.bfloat16)
-            unit[..., 0] = 1
-            q = torch.ops.aten._weight_int4pack_mm_for_cpu(eye, self.qweight, self.kernel_group, unit)
-            codes = (q.t().float() + 8).round().to(torch.uint8)
-            return codes, self.scales_zeros[..., 0].t().float(), self.zero
+            nibbles = torch.stack([self.qweight & 15, self.qweight >> 4], -1).flatten()
+            codes = torch.empty(self.out_features * self.in_features, dtype=torch.uint8)
+            codes[int4_layout(self.out_features, self.in_features)] = nibbles
+            return codes.view(self.out_features, self.in_features), self.scales_zeros[..., 0].t().float(), self.zero
         return self.qweight, self.scale.float(), self.zero
 
     def dequantized_weight(self) -> torch.Tensor:
@@ -114,9 +146,12 @@ class QuantLinear(nn.Module):
             xq = torch.round(xf / xs).to(torch.int8)
             y = torch._int_mm(xq, self.qweight.t()).float() * xs * self.scale.float()
         elif self.layout == "int8":
-            y = torch.ops.aten._weight_int8pack_mm(x.to(torch.bfloat16), self.qweight, self.scale)
+            with single_thread_if(x.shape[0] <= SINGLE_THREAD_ROWS):
+                y = torch.ops.aten._weight_int8pack_mm(x.to(torch.bfloat16), self.qweight, self.scale)
         elif self.layout == "int4":
-            y = torch.ops.aten._weight_int4pack_mm_for_cpu(x.to(torch.bfloat16), self.qweight, self.kernel_group, self.scales_zeros)
+            with single_thread_if(x.shape[0] <= SINGLE_THREAD_ROWS):
+                y = torch.ops.aten._weight_int4pack_mm_for_cpu(x.to(torch.bfloat16), self.qweight, self.kernel_group,
+                                                               self.scales_zeros)
         else:
             y = x.float() @ self.dequantized_weight().t()
         y = y.to(dtype)

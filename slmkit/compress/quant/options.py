@@ -6,9 +6,9 @@ Quantized models are saved in the compressed-tensors format unless a recipe says
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Optional
+from typing import ClassVar, Optional
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from slmkit.steps import StepOptions, register_step
 
@@ -17,10 +17,17 @@ class WeightQuantOptions(StepOptions):
     """Weight-only quantization of every Linear inside the decoder layers (embeddings and LM head kept)."""
 
     default_format: ClassVar[str] = "compressed-tensors"
-    bits: Literal[2, 3, 4, 8] = Field(4, description="bits per weight")
+    bits: int = Field(4, description="bits per weight: 2, 3, 4 or 8")
     group_size: Optional[int] = Field(None, ge=0, description="inputs sharing one scale; 0 = per channel "
                                       "(default: 64 for < 8 bits, per channel for 8 bits)")
     symmetric: bool = Field(True, description="symmetric grid (zero point fixed at the middle)")
+
+    @field_validator("bits")
+    @classmethod
+    def _known_bits(cls, value: int) -> int:
+        if value not in (2, 3, 4, 8):
+            raise ValueError(f"bits must be 2, 3, 4 or 8 (got {value})")
+        return value
 
     @model_validator(mode="after")
     def _default_group(self):
@@ -47,6 +54,7 @@ class AWQOptions(WeightQuantOptions):
     """AWQ: scale salient input channels up (searched on calibration activations) before rounding."""
 
     grid: int = Field(20, ge=2, description="points of the scaling-exponent grid search in [0, 1)")
+    search_tokens: int = Field(1024, ge=16, description="calibration tokens (evenly spread) scored in the search")
 
 
 class SmoothQuantOptions(StepOptions):
