@@ -199,3 +199,15 @@ def test_sequence_kd_from_an_openai_compatible_endpoint(tokenizer, endpoint, tmp
 def test_endpoint_teacher_refuses_logit_kd(tokenizer, endpoint):
     with pytest.raises(SlmError, match="--mode sequence"):
         distill(tiny_model(), tokenizer, opts(teacher=endpoint), show_progress=False)
+
+
+def test_sequence_kd_from_a_local_teacher(tokenizer, tmp_path):
+    from tiny import save_tiny
+
+    teacher = save_tiny(tmp_path / "teacher", seed=3)
+    data = tmp_path / "prompts.jsonl"
+    data.write_text("".join(json.dumps({"instruction": f"Describe topic number {i} of the Python language reference.",
+                                        "input": "", "output": ""}) + "\n" for i in range(4)))
+    student, result = distill(tiny_model(), tokenizer, opts(teacher=str(teacher), mode="sequence", data=str(data), new_tokens=12,
+                                                            seqlen=32, max_steps=2), show_progress=False)
+    assert result.steps == 2 and result.tokens == 2 * 2 * 32

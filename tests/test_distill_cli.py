@@ -90,3 +90,18 @@ def test_recipe_steps_validate_and_bundled_recipe_parses(shared_data):
     text = (files("slmkit") / "recipes" / "prune_then_distil.yaml").read_text().replace("../shared/data", str(shared_data))
     recipe = parse_recipe(yaml.safe_load(text))
     assert [s.name for s in recipe.steps] == ["depth_prune", "distill"]
+
+
+def test_prune_then_distil_recipe_runs_end_to_end(tmp_path):
+    from slmkit.runner import run
+
+    teacher = save_tiny(tmp_path / "dense", num_hidden_layers=4)
+    manifest = run({
+        "model": str(teacher),
+        "calibration": {"data": "pydoc", "nsamples": 2, "seqlen": 32},
+        "steps": [{"depth_prune": {"layers": 1}},
+                  {"distill": {"teacher": str(teacher), "max_steps": 3, "seqlen": 32, "lr": 1e-3, "precision": "no"}}],
+        "eval": {"perplexity": {"data": "pydoc", "seqlen": 32, "max_windows": 2}, "profile": None},
+    }, tmp_path / "out", show_progress=False)
+    assert [s["step"] for s in manifest["steps"]] == ["depth_prune", "distill"]
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["num_hidden_layers"] == 3

@@ -68,6 +68,8 @@ class DistillObjective(nn.Module):
             topk = (batch["teacher_values"][:, :-1], batch["teacher_indices"][:, :-1])
             kd = kd_loss(logits, teacher_topk=topk, loss=opts.loss, beta=opts.beta, temperature=opts.temperature, mask=mask)
             return loss + opts.kd_weight * kd
+        if opts.kd_weight == 0 and not want_hidden:
+            return loss
         teacher = self.teacher.to(ids.device)
         with torch.no_grad():
             t_out = teacher(input_ids=ids, attention_mask=attention, output_hidden_states=want_hidden, use_cache=False)

@@ -3,7 +3,6 @@ so distillation can run without the teacher in memory (k values per position, no
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -52,7 +51,3 @@ def load_teacher_cache(path: str | Path) -> tuple[list[dict], dict]:
     examples = [{"input_ids": ids[i], "labels": ids[i], "teacher_values": values[i], "teacher_indices": indices[i]}
                 for i in range(len(ids))]
     return examples, meta
-
-
-def describe(meta: dict) -> str:
-    return json.dumps(meta)

@@ -14,6 +14,7 @@ import math
 import os
 import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -189,7 +190,7 @@ def train(
                                       len(examples), options.seed)
                 batch = {k: v.to(accelerator.device) for k, v in collate([examples[i] for i in ids], pad_id).items()}
                 last = micro == options.grad_accum - 1
-                with accelerator.no_sync(objective) if not last else _null():
+                with accelerator.no_sync(objective) if not last else nullcontext():
                     with accelerator.autocast():
                         loss = objective(batch)
                     accelerator.backward(loss / options.grad_accum)
@@ -218,14 +219,6 @@ def train(
         tokens_per_s=round(state["tokens"] / max(state["seconds"], 1e-9), 1),
         losses=state["losses"], evals=state["evals"], resumed_from=resumed_from,
     )
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def save_checkpoint(accelerator, folder: str | Path, state: dict, keep: int = 2) -> Path:
