@@ -33,6 +33,7 @@ from slmkit.cli import models as _models  # noqa: E402,F401
 from slmkit.cli import run as _run  # noqa: E402,F401
 from slmkit.cli import evaluate as _evaluate  # noqa: E402,F401
 from slmkit.cli import generate as _generate  # noqa: E402,F401
+from slmkit.cli import report as _report  # noqa: E402,F401
 
 
 def main() -> None:
