@@ -37,8 +37,11 @@ def eval_command(
     from slmkit.models.loading import load
     from slmkit.models.saving import check_output_dir
     from slmkit.models.source import resolve_model
+    from slmkit.recipe import check_task_file
 
     task_files = parse_task_specs(tasks) if tasks else {}
+    for path in task_files.values():
+        check_task_file(path)
     trust_names = check_trust([t.strip() for t in trust.split(",") if t.strip()]) if trust else []
     if ppl is None and not task_files and not trust_names:
         raise SlmError("nothing to evaluate: pass --ppl FILE|pydoc, --tasks NAME=PATH or --trust NAMES")
