@@ -66,10 +66,30 @@ class ProfileEval(Section):
     threads: Optional[PositiveInt] = None
 
 
+TrustName = Literal["calibration", "robustness", "truthfulness", "bias", "privacy"]
+
+
+def check_task_file(path: str) -> str:
+    if not path.startswith("hf:") and not Path(path).is_file():
+        raise SlmError(f"task file not found: {path}")
+    return path
+
+
 class EvalConfig(Section):
     perplexity: Optional[PerplexityEval] = PerplexityEval()
     profile: Optional[ProfileEval] = ProfileEval()
+    tasks: dict[str, str] = Field({}, description="zero-shot tasks, name: JSONL path or hf:NAME")
+    trust: list[TrustName] = Field([], description="trust evaluations (calibration/robustness need a task)")
+    limit: Optional[PositiveInt] = Field(None, description="first N examples of each task and trust set")
+    trust_data: Optional[str] = Field(None, description="folder of the trust data sets (default ../shared/data)")
     baseline: bool = Field(True, description="measure the uncompressed model in the same run")
+
+    @field_validator("tasks")
+    @classmethod
+    def _task_files(cls, value: dict[str, str]) -> dict[str, str]:
+        for path in value.values():
+            as_value_error(check_task_file, path)
+        return value
 
 
 class SaveConfig(Section):

@@ -52,6 +52,7 @@ def run(recipe: Recipe | str | Path | dict, out: str | Path, show_progress: bool
     from slmkit.evaluate.perplexity import perplexity
     from slmkit.evaluate.profile import measure_in_subprocess
     from slmkit.evaluate.report import run_report
+    from slmkit.evaluate.suite import evaluate_suite
     from slmkit.formats import saver
     from slmkit.models.loading import load
     from slmkit.models.saving import atomic_output_dir, check_output_dir, versions, write_manifest
@@ -64,11 +65,14 @@ def run(recipe: Recipe | str | Path | dict, out: str | Path, show_progress: bool
     model, tokenizer = load(recipe.model, recipe.dtype)
     timings["load"] = time.perf_counter() - start
 
-    ppl_cfg, prof_cfg = recipe.eval.perplexity, recipe.eval.profile
+    ppl_cfg, prof_cfg, ev = recipe.eval.perplexity, recipe.eval.profile, recipe.eval
+    suite = dict(tasks=ev.tasks, trust=ev.trust, limit=ev.limit, data=ev.trust_data, seed=recipe.seed, show_progress=show_progress)
     baseline: dict[str, Any] = {}
     if recipe.eval.baseline and ppl_cfg:
         baseline["perplexity"] = perplexity(model, tokenizer, ppl_cfg.data, ppl_cfg.seqlen, ppl_cfg.max_windows,
                                             show_progress=show_progress).to_dict()
+    if recipe.eval.baseline and (ev.tasks or ev.trust):
+        baseline.update(evaluate_suite(model, tokenizer, **suite))
 
     start = time.perf_counter()
     model, step_log = apply_steps(model, tokenizer, recipe, show_progress)
@@ -82,6 +86,8 @@ def run(recipe: Recipe | str | Path | dict, out: str | Path, show_progress: bool
         if ppl_cfg:
             metrics["perplexity"] = perplexity(model, tokenizer, ppl_cfg.data, ppl_cfg.seqlen, ppl_cfg.max_windows,
                                                show_progress=show_progress).to_dict()
+        if ev.tasks or ev.trust:
+            metrics.update(evaluate_suite(model, tokenizer, **suite))
         if prof_cfg:
             del model  # profile in fresh processes; free this one's memory first
             kwargs = prof_cfg.model_dump()

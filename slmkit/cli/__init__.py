@@ -37,6 +37,7 @@ from slmkit.cli import export as _export  # noqa: E402,F401
 from slmkit.cli import train as _train  # noqa: E402,F401
 from slmkit.cli import data as _data  # noqa: E402,F401
 from slmkit.cli import serve as _serve, route as _route  # noqa: E402,F401
+from slmkit.cli import report as _report  # noqa: E402,F401
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""`slm eval` (perplexity and, later, tasks) and `slm profile` (size and speed)."""
+"""`slm eval` (perplexity, zero-shot tasks, trust evaluations) and `slm profile` (size and speed)."""
 
 from __future__ import annotations
 
@@ -18,30 +18,90 @@ from slmkit.errors import SlmError
 def eval_command(
     model: str = typer.Argument(..., help="Embedded name, HF folder, .gguf file or hub id."),
     ppl: Optional[str] = typer.Option(None, "--ppl", help="Perplexity data: a text file, pydoc, JSON/JSONL, or hf:NAME."),
-    seqlen: int = typer.Option(2048, "--seqlen", help="Window length in tokens."),
+    tasks: Optional[str] = typer.Option(None, "--tasks", help="Zero-shot tasks NAME=PATH[,NAME=PATH…] (JSONL files or hf:NAME)."),
+    trust: Optional[str] = typer.Option(None, "--trust", help="Trust evaluations: calibration,robustness,truthfulness,bias,privacy."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N examples of each task and trust set."),
+    trust_data: Optional[str] = typer.Option(None, "--trust-data", help="Folder of the trust data sets (default: ../shared/data)."),
+    out: Optional[str] = typer.Option(None, "--out", help="Write results.json (and slmkit.json) to this folder for `slm report`."),
+    profile: bool = typer.Option(False, "--profile", help="Also measure size and speed (fresh process) for the report."),
+    seqlen: int = typer.Option(2048, "--seqlen", help="Perplexity window length in tokens."),
     max_windows: Optional[int] = typer.Option(None, "--max-windows", help="Score only the first K windows."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Windows per forward (default: fit 512 MiB of logits)."),
     dtype: str = typer.Option("float32", "--dtype"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
-    """Evaluate a model: perplexity under the GPTQ/SparseGPT/Wanda protocol."""
+    """Evaluate a model: perplexity (GPTQ/SparseGPT/Wanda protocol), zero-shot tasks and trust evaluations."""
     from slmkit.data.corpus import check_source
-    from slmkit.evaluate.perplexity import perplexity
+    from slmkit.evaluate.suite import check_trust, evaluate_suite
+    from slmkit.evaluate.tasks import parse_task_specs
     from slmkit.models.loading import load
+    from slmkit.models.saving import check_output_dir
     from slmkit.models.source import resolve_model
+    from slmkit.recipe import check_task_file
 
-    if ppl is None:
-        raise SlmError("nothing to evaluate: pass --ppl FILE|pydoc")
+    task_files = parse_task_specs(tasks) if tasks else {}
+    for path in task_files.values():
+        check_task_file(path)
+    trust_names = check_trust([t.strip() for t in trust.split(",") if t.strip()]) if trust else []
+    if ppl is None and not task_files and not trust_names:
+        raise SlmError("nothing to evaluate: pass --ppl FILE|pydoc, --tasks NAME=PATH or --trust NAMES")
     resolve_model(model)
-    check_source(ppl)
+    if ppl:
+        check_source(ppl)
+    if out:
+        check_output_dir(out)
     net, tokenizer = load(model, dtype)
-    result = perplexity(net, tokenizer, ppl, seqlen, max_windows, batch_size, show_progress=not as_json)
-    payload = {"model": model, "data": ppl, **result.to_dict()}
+    payload: dict = {"model": model}
+    if ppl:
+        from slmkit.evaluate.perplexity import perplexity
+
+        result = perplexity(net, tokenizer, ppl, seqlen, max_windows, batch_size, show_progress=not as_json)
+        payload.update(data=ppl, **result.to_dict())
+    if task_files or trust_names:
+        payload.update(evaluate_suite(net, tokenizer, task_files, trust_names, limit, trust_data, show_progress=not as_json))
+    if out:
+        write_eval_output(out, model, net, payload, profile, dtype)
     if as_json:
         typer.echo(json.dumps(payload))
-    else:
-        typer.echo(f"perplexity {result.perplexity:.4f} over {result.windows} windows × {seqlen} tokens "
-                   f"({result.tokens} tokens, {result.seconds:.1f} s)")
+        return
+    if ppl:
+        typer.echo(f"perplexity {payload['perplexity']:.4f} over {payload['windows']} windows × {seqlen} tokens "
+                   f"({payload['tokens']} tokens, {payload['seconds']:.1f} s)")
+    print_suite(payload)
+
+
+def write_eval_output(out: str, model: str, net, payload: dict, profile: bool, dtype: str) -> None:
+    """DIR/results.json (the --json payload) and DIR/slmkit.json (what `slm report` reads)."""
+    from slmkit.evaluate.profile import count_parameters, measure_in_subprocess, tensor_bytes
+    from slmkit.models.saving import atomic_output_dir, read_manifest, write_manifest
+
+    params, nonzero = count_parameters(net)
+    metrics = {k: payload[k] for k in ("tasks", "trust") if k in payload}
+    if "perplexity" in payload:
+        metrics["perplexity"] = {k: payload[k] for k in ("perplexity", "nll", "tokens", "windows", "seqlen", "seconds")}
+    metrics["size"] = {"parameters": params, "nonzero_parameters": nonzero, "bytes_in_memory": tensor_bytes(net)}
+    if profile:
+        metrics["profile"] = measure_in_subprocess(model, prompt_tokens=256, decode_tokens=32, repeats=3, dtype=dtype).to_dict()
+    with atomic_output_dir(out) as tmp:
+        (tmp / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
+        parent = read_manifest(model).get("source") if Path(model).is_dir() else None  # a compressed model's dense parent
+        write_manifest(tmp, {"kind": "eval", "source": model, "parent": parent, "metrics": metrics})
+
+
+def print_suite(payload: dict) -> None:
+    console = Console()
+    if payload.get("tasks"):
+        table = Table(title="zero-shot tasks")
+        for col in ("task", "n", "acc", "± stderr", "acc_norm", "± stderr", "perplexity", "seconds"):
+            table.add_column(col, justify="left" if col == "task" else "right")
+        for name, m in payload["tasks"].items():
+            norm = m.get("acc_norm")
+            table.add_row(name, str(m["n"]), f"{m['acc']:.4f}", f"{m['acc_stderr']:.4f}",
+                          "–" if norm is None else f"{norm:.4f}", "–" if norm is None else f"{m['acc_norm_stderr']:.4f}",
+                          f"{m['perplexity']:.3f}" if "perplexity" in m else "–", f"{m['seconds']:.1f}")
+        console.print(table)
+    for suite, result in (payload.get("trust") or {}).items():
+        console.print(f"[bold]{suite}[/bold]: {json.dumps(result)}")
 
 
 @app.command("profile")

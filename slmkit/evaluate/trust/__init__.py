@@ -1,0 +1,1 @@
+"""Trustworthiness evaluations: calibration, robustness, truthfulness, bias, privacy."""
