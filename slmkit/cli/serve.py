@@ -25,10 +25,15 @@ def serve_command(
     privacy: bool = typer.Option(False, "--privacy", help="Replace personal data with placeholders before it goes upstream."),
     privacy_tagger: Optional[str] = typer.Option(None, "--privacy-tagger", help="Also hide names/organisations/addresses with a tagger from `slm route pii-train`."),
     name: Optional[str] = typer.Option(None, "--name", help="Model id reported by /v1/models (default: MODEL)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch intra-op threads (default: torch's choice)."),
 ) -> None:
     """Serve MODEL over HTTP with the OpenAI API (/v1/chat/completions, /v1/completions, /v1/models)."""
     import uvicorn
 
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     from slmkit.serve.build import build_app
 
     server = build_app(model, backend=backend, api_key=api_key, draft=draft, upstream=upstream,

@@ -121,11 +121,20 @@ class Worker:
             self.active += 1
             try:
                 for item in make():
-                    if cancelled.is_set():
+                    if cancelled.is_set() or not _send(loop, out, item):
                         break
-                    loop.call_soon_threadsafe(out.put_nowait, item)
-                loop.call_soon_threadsafe(out.put_nowait, _DONE)
+                else:
+                    _send(loop, out, _DONE)
             except Exception as err:  # handed to the request that caused it, never kills the worker
-                loop.call_soon_threadsafe(out.put_nowait, err)
+                _send(loop, out, err)
             finally:
                 self.active -= 1
+
+
+def _send(loop, out: asyncio.Queue, item) -> bool:
+    """Hand an item to the waiting request; False when its event loop is gone."""
+    try:
+        loop.call_soon_threadsafe(out.put_nowait, item)
+        return True
+    except RuntimeError:
+        return False
