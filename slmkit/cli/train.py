@@ -24,7 +24,9 @@ def build(options_class, origin: str, **values):
     try:
         return options_class.model_validate({k: v for k, v in values.items() if v is not None})
     except ValidationError as err:
-        raise SlmError(f"{origin}: --{describe(err, options_class).replace('_', '-')}") from None
+        problem = describe(err, options_class).replace("_", "-")
+        top = "(top level): "
+        raise SlmError(f"{origin}: {problem[len(top):] if problem.startswith(top) else '--' + problem}") from None
 
 
 def checkpoint_dir(out: Path, given: Optional[Path], save_every: int, resume: bool) -> Optional[str]:
