@@ -5,7 +5,7 @@ Both tools prune SmolLM2-135M with magnitude, Wanda and SparseGPT at 50% unstruc
 are sampled once by slmkit and handed to both tools; every pruned model is scored by the same
 perplexity code (WikiText-2 raw test, windows of 2048 tokens).
 
-    python bench/pruning.py            # quick: 16 x 512 calibration tokens, 4 eval windows
+    python bench/pruning.py            # quick: 16 x 512 calibration tokens, 2 eval windows
     python bench/pruning.py --full     # 128 x 2048 calibration, all eval windows (hours on CPU)
 
 LLM Compressor pins other library versions, so it runs from its own venv, created on first
@@ -150,13 +150,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", help="comma list of runs, e.g. wanda,sparsegpt:2:4")
     parser.add_argument("--no-peer", action="store_true")
-    parser.add_argument("--worker", choices=["slmkit", "llmcompressor"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["slmkit", "llmcompressor", "eval"], help=argparse.SUPPRESS)
+    parser.add_argument("--max-windows-eval", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--method", help=argparse.SUPPRESS)
     parser.add_argument("--pattern", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--ids", help=argparse.SUPPRESS)
     parser.add_argument("--model-folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker == "eval":
+        ppl, zeros = evaluate(Path(args.out) / "weights.safetensors", args.max_windows_eval, 2048)
+        return (Path(args.out) / "eval.json").write_text(json.dumps({"ppl": ppl, "zeros": zeros}))
     if args.worker:
         return (worker_slmkit if args.worker == "slmkit" else worker_llmcompressor)(args)
 
@@ -168,7 +172,7 @@ def main() -> None:
 
     nsamples = args.nsamples or (128 if args.full else 16)
     seqlen = args.seqlen or (2048 if args.full else 512)
-    max_windows = args.max_windows or (None if args.full else 4)
+    max_windows = args.max_windows or (None if args.full else 2)
     work = HERE / "results" / "pruning"
     work.mkdir(parents=True, exist_ok=True)
     folder = model_folder(resolve_model(MODEL))
@@ -187,7 +191,7 @@ def main() -> None:
         wanted = {tuple((s.split(":", 1) + [None])[:2]) for s in args.only.split(",")}
         runs = [r for r in RUNS if r in wanted]
 
-    rows = []
+    rows, evals = [], []
     dense_ppl, _ = evaluate_dense(max_windows)
     for method, pattern in runs:
         name = f"{method} {pattern or '50%'}"
@@ -200,12 +204,16 @@ def main() -> None:
                 continue
             out = work / f"{tool}-{method}-{(pattern or 'unstructured').replace(':', 'of')}"
             result = run_worker(python, tool, method, pattern, out, ids_path, folder, args.seed, env)
-            if "error" not in result:
-                result["ppl"], result["zeros"] = evaluate(out / "weights.safetensors", max_windows, 2048)
+            if "error" not in result:  # score it in the background while the next compression runs
+                cmd = [sys.executable, __file__, "--worker", "eval", "--out", str(out)]
+                evals.append((result, out, subprocess.Popen(cmd + (["--max-windows-eval", str(max_windows)] if max_windows else []), env=env)))
             row[tool] = result
             print(f"{name} [{tool}]: {result}", flush=True)
         rows.append(row)
-        (work / "results.json").write_text(json.dumps({"dense_ppl": dense_ppl, "rows": rows}, indent=2))
+    for result, out, proc in evals:
+        proc.wait()
+        result.update(json.loads((out / "eval.json").read_text()) if proc.returncode == 0 else {"error": "evaluation failed"})
+    (work / "results.json").write_text(json.dumps({"dense_ppl": dense_ppl, "rows": rows}, indent=2))
     print_table(rows, dense_ppl, nsamples, seqlen, max_windows)
 
 
@@ -239,7 +247,7 @@ def print_table(rows: list[dict], dense_ppl: float, nsamples: int, seqlen: int, 
     windows = f"first {max_windows} windows" if max_windows else "all windows"
     print(f"\nDense perplexity {dense_ppl:.2f}. Calibration {nsamples} x {seqlen} tokens from c4_demo.jsonl (seed 0, the same ids "
           f"for both tools); perplexity on WikiText-2 raw test, seqlen 2048, {windows}, same code for both. "
-          "Time = the compression call only; RSS = peak resident memory of the compressing process (VmHWM). "
+          "Time = the compression call only (perplexity of earlier runs is computed concurrently); RSS = peak resident memory of the compressing process (VmHWM). "
           "ratio = slmkit / llmcompressor.")
     for e in errors:
         print(f"- error: {e}")
