@@ -150,6 +150,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", help="comma list of runs, e.g. wanda,sparsegpt:2:4")
     parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument("--report", action="store_true", help="print the table from the runs finished so far, run nothing")
     parser.add_argument("--worker", choices=["slmkit", "llmcompressor", "eval"], help=argparse.SUPPRESS)
     parser.add_argument("--max-windows-eval", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--method", help=argparse.SUPPRESS)
@@ -175,6 +176,8 @@ def main() -> None:
     max_windows = args.max_windows or (None if args.full else 2)
     work = HERE / "results" / "pruning"
     work.mkdir(parents=True, exist_ok=True)
+    if args.report:
+        return report_so_far(work, nsamples, seqlen, max_windows)
     folder = model_folder(resolve_model(MODEL))
     _, tokenizer = load(MODEL)
     ids_path = work / "calibration_ids.pt"
@@ -193,6 +196,7 @@ def main() -> None:
 
     rows, evals = [], []
     dense_ppl, _ = evaluate_dense(max_windows)
+    (work / "dense.json").write_text(json.dumps({"ppl": dense_ppl}))
     for method, pattern in runs:
         name = f"{method} {pattern or '50%'}"
         row = {"run": name}
@@ -217,12 +221,33 @@ def main() -> None:
     print_table(rows, dense_ppl, nsamples, seqlen, max_windows)
 
 
+def report_so_far(work: Path, nsamples: int, seqlen: int, max_windows) -> None:
+    """The table of the runs whose files exist (a run still in progress is left out)."""
+    rows = []
+    for method, pattern in RUNS:
+        row = {"run": f"{method} {pattern or '50%'}"}
+        for tool in ("slmkit", "llmcompressor"):
+            out = work / f"{tool}-{method}-{(pattern or 'unstructured').replace(':', 'of')}"
+            if (out / "result.json").is_file():
+                row[tool] = json.loads((out / "result.json").read_text())
+                if (out / "eval.json").is_file():
+                    row[tool].update(json.loads((out / "eval.json").read_text()))
+        if "slmkit" in row or "llmcompressor" in row:
+            rows.append(row)
+    dense = work / "dense.json"
+    print_table(rows, json.loads(dense.read_text())["ppl"] if dense.is_file() else float("nan"), nsamples, seqlen, max_windows)
+
+
 def evaluate_dense(max_windows) -> tuple[float, float]:
     from slmkit.evaluate.perplexity import perplexity
     from slmkit.models.loading import load
 
     model, tokenizer = load(MODEL)
     return perplexity(model, tokenizer, str(EVAL), 2048, max_windows, show_progress=False).perplexity, 0.0
+
+
+def missing(result: dict) -> str:
+    return "error" if "error" in result else ("not run" if not result else "not scored")
 
 
 def ratio(a, b) -> str:
@@ -242,10 +267,10 @@ def print_table(rows: list[dict], dense_ppl: float, nsamples: int, seqlen: int, 
         cells = [row["run"]]
         for key, scale, fmt in (("ppl", 1.0, "{:.2f}"), ("seconds", 1.0, "{:.1f}"), ("peak_rss", 1e9, "{:.2f}")):
             a, b = get(ours, key, scale), get(peer, key, scale)
-            cells += [fmt.format(a) if a is not None else "error", fmt.format(b) if b is not None else "error", ratio(a, b)]
+            cells += [fmt.format(a) if a is not None else missing(ours), fmt.format(b) if b is not None else missing(peer), ratio(a, b)]
         print("| " + " | ".join(cells) + " |")
     windows = f"first {max_windows} windows" if max_windows else "all windows"
-    print(f"\nDense perplexity {dense_ppl:.2f}. Calibration {nsamples} x {seqlen} tokens from c4_demo.jsonl (seed 0, the same ids "
+    print(f"\nDense perplexity {dense_ppl:.2f} (same windows). Calibration {nsamples} x {seqlen} tokens from c4_demo.jsonl (seed 0, the same ids "
           f"for both tools); perplexity on WikiText-2 raw test, seqlen 2048, {windows}, same code for both. "
           "Time = the compression call only (perplexity of earlier runs is computed concurrently); RSS = peak resident memory of the compressing process (VmHWM). "
           "ratio = slmkit / llmcompressor.")
