@@ -5,7 +5,7 @@ Both tools prune SmolLM2-135M with magnitude, Wanda and SparseGPT at 50% unstruc
 are sampled once by slmkit and handed to both tools; every pruned model is scored by the same
 perplexity code (WikiText-2 raw test, windows of 2048 tokens).
 
-    python bench/pruning.py            # quick: 16 x 512 calibration tokens, 4 eval windows
+    python bench/pruning.py            # quick: 16 x 512 calibration tokens, 2 eval windows
     python bench/pruning.py --full     # 128 x 2048 calibration, all eval windows (hours on CPU)
 
 LLM Compressor pins other library versions, so it runs from its own venv, created on first
@@ -150,13 +150,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", help="comma list of runs, e.g. wanda,sparsegpt:2:4")
     parser.add_argument("--no-peer", action="store_true")
-    parser.add_argument("--worker", choices=["slmkit", "llmcompressor"], help=argparse.SUPPRESS)
+    parser.add_argument("--report", action="store_true", help="print the table from the runs finished so far, run nothing")
+    parser.add_argument("--worker", choices=["slmkit", "llmcompressor", "eval"], help=argparse.SUPPRESS)
+    parser.add_argument("--max-windows-eval", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--method", help=argparse.SUPPRESS)
     parser.add_argument("--pattern", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--ids", help=argparse.SUPPRESS)
     parser.add_argument("--model-folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker == "eval":
+        ppl, zeros = evaluate(Path(args.out) / "weights.safetensors", args.max_windows_eval, 2048)
+        return (Path(args.out) / "eval.json").write_text(json.dumps({"ppl": ppl, "zeros": zeros}))
     if args.worker:
         return (worker_slmkit if args.worker == "slmkit" else worker_llmcompressor)(args)
 
@@ -168,9 +173,11 @@ def main() -> None:
 
     nsamples = args.nsamples or (128 if args.full else 16)
     seqlen = args.seqlen or (2048 if args.full else 512)
-    max_windows = args.max_windows or (None if args.full else 4)
+    max_windows = args.max_windows or (None if args.full else 2)
     work = HERE / "results" / "pruning"
     work.mkdir(parents=True, exist_ok=True)
+    if args.report:
+        return report_so_far(work, nsamples, seqlen, max_windows)
     folder = model_folder(resolve_model(MODEL))
     _, tokenizer = load(MODEL)
     ids_path = work / "calibration_ids.pt"
@@ -187,8 +194,9 @@ def main() -> None:
         wanted = {tuple((s.split(":", 1) + [None])[:2]) for s in args.only.split(",")}
         runs = [r for r in RUNS if r in wanted]
 
-    rows = []
+    rows, evals = [], []
     dense_ppl, _ = evaluate_dense(max_windows)
+    (work / "dense.json").write_text(json.dumps({"ppl": dense_ppl}))
     for method, pattern in runs:
         name = f"{method} {pattern or '50%'}"
         row = {"run": name}
@@ -200,13 +208,34 @@ def main() -> None:
                 continue
             out = work / f"{tool}-{method}-{(pattern or 'unstructured').replace(':', 'of')}"
             result = run_worker(python, tool, method, pattern, out, ids_path, folder, args.seed, env)
-            if "error" not in result:
-                result["ppl"], result["zeros"] = evaluate(out / "weights.safetensors", max_windows, 2048)
+            if "error" not in result:  # score it in the background while the next compression runs
+                cmd = [sys.executable, __file__, "--worker", "eval", "--out", str(out)]
+                evals.append((result, out, subprocess.Popen(cmd + (["--max-windows-eval", str(max_windows)] if max_windows else []), env=env)))
             row[tool] = result
             print(f"{name} [{tool}]: {result}", flush=True)
         rows.append(row)
-        (work / "results.json").write_text(json.dumps({"dense_ppl": dense_ppl, "rows": rows}, indent=2))
+    for result, out, proc in evals:
+        proc.wait()
+        result.update(json.loads((out / "eval.json").read_text()) if proc.returncode == 0 else {"error": "evaluation failed"})
+    (work / "results.json").write_text(json.dumps({"dense_ppl": dense_ppl, "rows": rows}, indent=2))
     print_table(rows, dense_ppl, nsamples, seqlen, max_windows)
+
+
+def report_so_far(work: Path, nsamples: int, seqlen: int, max_windows) -> None:
+    """The table of the runs whose files exist (a run still in progress is left out)."""
+    rows = []
+    for method, pattern in RUNS:
+        row = {"run": f"{method} {pattern or '50%'}"}
+        for tool in ("slmkit", "llmcompressor"):
+            out = work / f"{tool}-{method}-{(pattern or 'unstructured').replace(':', 'of')}"
+            if (out / "result.json").is_file():
+                row[tool] = json.loads((out / "result.json").read_text())
+                if (out / "eval.json").is_file():
+                    row[tool].update(json.loads((out / "eval.json").read_text()))
+        if "slmkit" in row or "llmcompressor" in row:
+            rows.append(row)
+    dense = work / "dense.json"
+    print_table(rows, json.loads(dense.read_text())["ppl"] if dense.is_file() else float("nan"), nsamples, seqlen, max_windows)
 
 
 def evaluate_dense(max_windows) -> tuple[float, float]:
@@ -215,6 +244,10 @@ def evaluate_dense(max_windows) -> tuple[float, float]:
 
     model, tokenizer = load(MODEL)
     return perplexity(model, tokenizer, str(EVAL), 2048, max_windows, show_progress=False).perplexity, 0.0
+
+
+def missing(result: dict) -> str:
+    return "error" if "error" in result else ("not run" if not result else "not scored")
 
 
 def ratio(a, b) -> str:
@@ -234,12 +267,12 @@ def print_table(rows: list[dict], dense_ppl: float, nsamples: int, seqlen: int, 
         cells = [row["run"]]
         for key, scale, fmt in (("ppl", 1.0, "{:.2f}"), ("seconds", 1.0, "{:.1f}"), ("peak_rss", 1e9, "{:.2f}")):
             a, b = get(ours, key, scale), get(peer, key, scale)
-            cells += [fmt.format(a) if a is not None else "error", fmt.format(b) if b is not None else "error", ratio(a, b)]
+            cells += [fmt.format(a) if a is not None else missing(ours), fmt.format(b) if b is not None else missing(peer), ratio(a, b)]
         print("| " + " | ".join(cells) + " |")
     windows = f"first {max_windows} windows" if max_windows else "all windows"
-    print(f"\nDense perplexity {dense_ppl:.2f}. Calibration {nsamples} x {seqlen} tokens from c4_demo.jsonl (seed 0, the same ids "
+    print(f"\nDense perplexity {dense_ppl:.2f} (same windows). Calibration {nsamples} x {seqlen} tokens from c4_demo.jsonl (seed 0, the same ids "
           f"for both tools); perplexity on WikiText-2 raw test, seqlen 2048, {windows}, same code for both. "
-          "Time = the compression call only; RSS = peak resident memory of the compressing process (VmHWM). "
+          "Time = the compression call only (perplexity of earlier runs is computed concurrently); RSS = peak resident memory of the compressing process (VmHWM). "
           "ratio = slmkit / llmcompressor.")
     for e in errors:
         print(f"- error: {e}")

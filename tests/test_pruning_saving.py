@@ -47,3 +47,21 @@ def test_compressed_tensors_folder_is_smaller_than_the_dense_one(tmp_path, token
     # half the values plus one bit per weight instead of all the values: ~47% of the Linears' bytes saved,
     # less the per-tensor headers and row offsets, which weigh a lot on a tiny model
     assert sizes["hf"] - sizes["compressed-tensors"] > 0.3 * dense_linear_bytes
+
+
+def test_cli_compresses_to_compressed_tensors_with_a_valid_pattern(tiny_folder, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from slmkit.compress.pruning.mask import satisfies_nm
+
+    env = dict(os.environ, SLMKIT_PROGRESS="0", HF_HUB_OFFLINE="1")
+    args = ["compress", str(tiny_folder), "--method", "sparsegpt", "--pattern", "2:4", "--format", "compressed-tensors",
+            "--nsamples", "4", "--seqlen", "32", "--out", str(tmp_path / "o")]
+    result = subprocess.run([sys.executable, "-m", "slmkit.cli", *args], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "o" / "slmkit.json").read_text())
+    assert manifest["format"] == "compressed-tensors" and manifest["steps"][0]["options"]["pattern"] == "2:4"
+    model, _ = load(str(tmp_path / "o"))
+    assert all(satisfies_nm(m.weight, 2, 4) for m in decoder_linears(model).values())

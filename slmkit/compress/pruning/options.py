@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_serializer
 
 from slmkit.steps import StepOptions, register_step
 
@@ -30,6 +30,11 @@ class PruningOptions(StepOptions):
         if value is not None:
             parse_pattern(value)
         return value
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_pattern(self, handler):
+        """Manifests and logs record a pattern only when one is used."""
+        return {k: v for k, v in handler(self).items() if not (k == "pattern" and v is None)}
 
     @property
     def n_of_m(self) -> Optional[tuple[int, int]]:
@@ -59,13 +64,20 @@ class ActivationPruningOptions(PruningOptions):
     owl_lambda: float = Field(0.08, ge=0.0, lt=0.5, description="OWL: layer sparsities span target ± lambda")
     batch_size: int = Field(8, ge=1, description="calibration windows per forward pass")
 
-    @model_validator(mode="after")
-    def _owl_needs_unstructured(self):
-        if self.owl and self.pattern:
+    @field_validator("owl")
+    @classmethod
+    def _owl_needs_unstructured(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("pattern"):
             raise ValueError("owl allocates unstructured sparsity per layer; it cannot be combined with pattern")
-        if self.owl and not (0 <= self.sparsity - self.owl_lambda and self.sparsity + self.owl_lambda < 1):
-            raise ValueError(f"owl_lambda {self.owl_lambda} takes layer sparsities outside [0, 1) around {self.sparsity}")
-        return self
+        return value
+
+    @field_validator("owl_lambda")
+    @classmethod
+    def _owl_range_fits(cls, value: float, info: ValidationInfo) -> float:
+        sparsity = info.data.get("sparsity", 0.5)
+        if info.data.get("owl") and not (0 <= sparsity - value and sparsity + value < 1):
+            raise ValueError(f"owl_lambda {value} takes layer sparsities outside [0, 1) around sparsity {sparsity}")
+        return value
 
 
 class WandaOptions(ActivationPruningOptions):
@@ -79,11 +91,13 @@ class SparseGPTOptions(ActivationPruningOptions):
     damp: float = Field(0.01, gt=0.0, description="Hessian damping as a fraction of its mean diagonal")
     sequential: bool = Field(False, description="re-collect statistics after each group of Linears (q/k/v, o, gate/up, down)")
 
-    @model_validator(mode="after")
-    def _blocks_hold_whole_groups(self):
-        if self.pattern and self.blocksize % self.n_of_m[1]:
-            raise ValueError(f"blocksize {self.blocksize} must be a multiple of M={self.n_of_m[1]} for pattern {self.pattern}")
-        return self
+    @field_validator("blocksize")
+    @classmethod
+    def _blocks_hold_whole_groups(cls, value: int, info: ValidationInfo) -> int:
+        pattern = info.data.get("pattern")
+        if pattern and value % parse_pattern(pattern)[1]:
+            raise ValueError(f"blocksize {value} must be a multiple of M={parse_pattern(pattern)[1]} for pattern {pattern}")
+        return value
 
 
 register_step("magnitude", MagnitudeOptions, "slmkit.compress.pruning.magnitude:magnitude_prune",
