@@ -130,6 +130,7 @@ def main() -> None:
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--methods", default=None, help=f"comma-separated subset of {', '.join(METHODS)}")
     parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument("--speed-only", action="store_true", help="only the speed rows, for models already quantized")
     args = parser.parse_args()
     nsamples, seqlen, windows = (128, 2048, None) if args.full else (32, 512, 2)
     mode = "full" if args.full else "quick"
@@ -155,7 +156,7 @@ def main() -> None:
     rows = {"fp32": {"ours": cached("fp32", lambda: {"perplexity": slmkit_perplexity(MODEL, 2048, windows),
                                                       "bytes": weights_bytes(dense_dir)})}}
     methods = args.methods.split(",") if args.methods else list(METHODS) if args.full else QUICK
-    for name in methods:
+    for name in [] if args.speed_only else methods:
         options, peer_method = METHODS[name]
         out_dir = RESULTS / "models" / name
 
