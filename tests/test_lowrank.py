@@ -124,3 +124,12 @@ def test_cli_low_rank_then_merged_export(tmp_path):
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "dense").eval()
     assert torch.allclose(logits(merged), logits(factorized), atol=1e-4)
     assert any(isinstance(m, FactorizedLinear) for m in factorized.modules())  # export leaves the model factorized
+
+
+def test_pruning_a_factorized_model_is_a_one_line_error():
+    from slmkit.compress.structured.depth import remove_layers
+    from slmkit.errors import SlmError
+
+    model = low_rank(tiny_model("llama"), None, LowRankOptions(activation_aware="none"), StepContext())
+    with pytest.raises(SlmError, match="prune before low_rank"):
+        remove_layers(model, [0])

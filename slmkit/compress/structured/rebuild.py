@@ -12,9 +12,13 @@ import copy
 import torch
 from transformers import AutoModelForCausalLM
 
+from slmkit.errors import SlmError
+
 
 def rebuild(model, config, state_dict: dict[str, torch.Tensor]):
     """A new model of `config` holding `state_dict` (tied weights re-tied), in eval mode, same dtype and device."""
+    if getattr(model.config, "slmkit_layout", None):
+        raise SlmError(f"cannot prune a model in the {model.config.slmkit_layout} layout; prune before low_rank")
     dtype = next(model.parameters()).dtype
     device = next(model.parameters()).device
     with torch.device(device):

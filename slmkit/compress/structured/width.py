@@ -124,8 +124,8 @@ def check_supported(model, options: WidthPruneOptions) -> None:
 def width_prune(model, tokenizer, options: WidthPruneOptions, context=None):
     """Recipe step: score channels and heads on calibration data, then rebuild the model narrower."""
     check_supported(model, options)
-    anatomy, config = anatomy_of(model), model.config
-    head_dim = head_dim_of(config) if options.heads_ratio else None
+    anatomy = anatomy_of(model)
+    head_dim = head_dim_of(model.config) if options.heads_ratio else None
     importance = WidthImportance(anatomy, head_dim, bool(options.heads_ratio))
     run_layerwise(model, importance, context.calibration_ids(), description="scoring channels")
     return prune_width(model, importance, options, context)
@@ -147,7 +147,9 @@ def prune_width(model, importance: WidthImportance, options: WidthPruneOptions, 
             idx = top_indices(importance.mlp[i], mlp_keep)
             for role, path in anatomy.mlp.items():
                 module = get_module(layer, path)
-                slice_projection(state, prefix + path, module, in_idx=idx) if role == "down" else \
+                if role == "down":
+                    slice_projection(state, prefix + path, module, in_idx=idx)
+                else:
                     slice_projection(state, prefix + path, module, out_idx=idx)
         if options.heads_ratio:
             hd = importance.head_dim
