@@ -51,7 +51,7 @@ def fake_dirs(tmp_path):
                          "prefill_tokens_per_s": 700.0, "decode_tokens_per_s": 30.0}}
     run = manifest(tmp_path / "pruned", source="smollm2-135m", metrics=small, baseline=dense_metrics, steps=[])
     other = manifest(tmp_path / "other", kind="eval", source="other-model", parent=None,
-                     metrics={"tasks": {"arc": {"acc": 0.4, "acc_stderr": 0.02, "n": 100}}, "size": {"bytes_in_memory": 3e8}})
+                     metrics={"tasks": {"arc": {"acc": 0.4, "acc_stderr": 0.02, "n": 100}}, "size": {"bytes_in_memory": 3e8, "nonzero_parameters": 80}})
     return [run, other]
 
 
@@ -62,7 +62,7 @@ def test_html_report_is_valid_with_embedded_images_and_no_urls(tmp_path):
     checker.feed(page)
     checker.close()
     assert page.startswith("<!DOCTYPE html>") and not checker.errors and not checker.stack
-    assert len(checker.images) == 4  # quality vs size, vs speed, per-task bars, trust deltas
+    assert len(checker.images) == 5  # quality vs size, vs non-zero parameters, vs speed; per-task bars; trust deltas
     for src in checker.images:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"

@@ -100,6 +100,7 @@ def entry_from(name: str, source: str, metrics: dict, parent: str | None) -> dic
         "perplexity": ppl.get("perplexity") if isinstance(ppl, dict) else ppl,
         "parameters": prof.get("parameters") or size.get("parameters"),
         "nonzero_parameters": prof.get("nonzero_parameters") or size.get("nonzero_parameters"),
+        "nonzero_m": (prof.get("nonzero_parameters") or size.get("nonzero_parameters") or 0) / 1e6 or None,
         "size_mb": (prof.get("bytes_on_disk") or size.get("bytes_in_memory") or 0) / 1e6 or None,
         "prefill_tps": prof.get("prefill_tokens_per_s"), "decode_tps": prof.get("decode_tokens_per_s"),
     }
@@ -195,7 +196,8 @@ def plots(entries: list[dict]) -> dict[str, str]:
     import matplotlib.pyplot as plt
 
     out = {}
-    for key, label, higher in (("size_mb", "size (MB)", False), ("decode_tps", "decode tokens/s", True)):
+    for key, label, higher in (("size_mb", "size (MB)", False), ("nonzero_m", "non-zero parameters (M)", False),
+                               ("decode_tps", "decode tokens/s", True)):
         pts = [(e[key], quality(e), e["name"]) for e in entries if e[key] and quality(e) is not None]
         if not pts:
             continue
