@@ -180,7 +180,7 @@ def bench_cascade(full: bool, upstream_url: str, out_dir: Path) -> dict:
 def bench_privacy(full: bool) -> list[dict]:
     """Per-type precision/recall on held-out templates: rule detectors alone, then with the learned tagger."""
     from slmkit.collab.pii_tagger import evaluate_detector, split_by_template, train_tagger
-    from slmkit.collab.privacy import PrivacyProxy, detect_rules
+    from slmkit.collab.privacy import PrivacyProxy
 
     records = json.loads((DATA / "safety/pii/presidio_synth_dataset_v2.json").read_text())
     train, test = split_by_template(records, 0.2)
@@ -188,15 +188,16 @@ def bench_privacy(full: bool) -> list[dict]:
         train = train[:400]
     net, tokenizer = load("smollm2-135m")
     tagger = train_tagger(net, tokenizer, train, epochs=12 if full else 8)
-    rules = evaluate_detector(detect_rules, test)
     both = evaluate_detector(PrivacyProxy(tagger).detect, test)
     restored = 0
     for r in test:  # an upstream that echoes the redacted text: every placeholder must come back
         redacted, redaction = PrivacyProxy(tagger).redact(r["full_text"])
         restored += redaction.restore(redacted) == r["full_text"]
-    rows = [{"entity": k, "support": v["support"], "precision": v["precision"], "recall": v["recall"],
-             "detector": "rules" if k in rules and rules[k]["support"] and k not in ("PERSON", "ORGANIZATION",
-                                                                                    "STREET_ADDRESS", "GPE") else "rules+tagger"}
+    from slmkit.collab.pii_tagger import LEARNED_TYPES
+    from slmkit.collab.privacy import RULE_TYPES
+
+    kind = lambda k: "rules" if k in RULE_TYPES else "tagger" if k in LEARNED_TYPES else "none (not detected)"  # noqa: E731
+    rows = [{"entity": k, "support": v["support"], "precision": v["precision"], "recall": v["recall"], "detector": kind(k)}
             for k, v in both.items() if v["support"]]
     rows.append({"entity": "echo round-trip restored", "support": len(test), "precision": "-",
                  "recall": restored / len(test), "detector": "all"})

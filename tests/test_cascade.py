@@ -111,3 +111,25 @@ def test_server_reports_unreachable_upstream_as_502(tmp_path):
     with ServerThread(app) as local:
         response = httpx.post(local.url + "/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]})
     assert response.status_code == 502 and "unreachable" in response.json()["error"]["message"]
+
+
+def test_route_calibrate_command(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from slmkit.cli import app
+
+    folder = save_tiny(tmp_path / "tiny")
+    rows = [{"prompt": f"q{i} def f():", "answer": "zebra", "upstream_correct": i % 4 != 0} for i in range(8)]
+    data = tmp_path / "qa.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+    plot = tmp_path / "curve.png"
+    result = CliRunner().invoke(app, ["route", "calibrate", str(folder), str(data), "--budget", "0.5", "--max-tokens", "3",
+                                      "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout[result.stdout.index("{"):result.stdout.rindex("}") + 1])
+    assert out["upstream_fraction"] <= 0.5 and out["upstream_accuracy"] == 0.75 and plot.is_file()
+    assert out["accuracy"] == pytest.approx(out["upstream_fraction"] * 0.75, abs=0.13)  # the local model is never right
+    missing = CliRunner().invoke(app, ["route", "calibrate", str(folder), str(tmp_path / "nope.jsonl"), "--budget", "0.5"])
+    assert missing.exit_code != 0
