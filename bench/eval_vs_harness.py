@@ -116,7 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="every example of more tasks")
     parser.add_argument("--limit", type=int, default=200, help="examples per task in quick mode")
-    parser.add_argument("--tasks", default=None, help="comma-separated subset of the task names")
+    parser.add_argument("--tasks", default=None, help=f"comma-separated task names (of {', '.join(FULL)})")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for both tools")
     args = parser.parse_args()
@@ -127,7 +127,7 @@ def main() -> None:
 
     tasks = FULL if args.full else QUICK
     if args.tasks:
-        tasks = {k: tasks[k] for k in args.tasks.split(",")}
+        tasks = {k: FULL[k] for k in args.tasks.split(",")}
     limit = None if args.full else args.limit
     folder = model_folder(resolve_model(args.model))
     ensure_venv()
