@@ -64,10 +64,15 @@ def run_timed(cmd: list[str], env: dict | None = None) -> tuple[float, int, str,
     return wall, usage.ru_maxrss * 1024, stdout, stderr
 
 
+REPORT_ONLY = False
+
+
 def cached(name: str, compute) -> dict:
     path = RESULTS / f"{name}.json"
     if path.is_file():
         return json.loads(path.read_text())
+    if REPORT_ONLY:
+        return {"error": "not measured in this run"}
     try:
         value = compute()
     except Exception as err:  # a failing row is recorded, not fatal
@@ -131,7 +136,11 @@ def main() -> None:
     parser.add_argument("--methods", default=None, help=f"comma-separated subset of {', '.join(METHODS)}")
     parser.add_argument("--no-peer", action="store_true")
     parser.add_argument("--speed-only", action="store_true", help="only the speed rows, for models already quantized")
+    parser.add_argument("--report", action="store_true", help="print the table from cached rows only, measure nothing")
     args = parser.parse_args()
+    global REPORT_ONLY
+    REPORT_ONLY = args.report
+    args.speed_only = args.speed_only or args.report
     nsamples, seqlen, windows = (128, 2048, None) if args.full else (32, 512, 2)
     mode = "full" if args.full else "quick"
     global RESULTS
@@ -150,13 +159,15 @@ def main() -> None:
     if not calib_path.is_file():
         _, tokenizer = load(MODEL)
         torch.save(calibration_batch(tokenizer, str(CALIB), nsamples, seqlen, 0), calib_path)
-    python = None if args.no_peer else ensure_peer_venv()
+    python = None if args.no_peer else VENV / "bin" / "python" if args.report else ensure_peer_venv()
     calib_opts = ["--calib", str(CALIB), "--nsamples", str(nsamples), "--seqlen", str(seqlen)]
 
     rows = {"fp32": {"ours": cached("fp32", lambda: {"perplexity": slmkit_perplexity(MODEL, 2048, windows),
                                                       "bytes": weights_bytes(dense_dir)})}}
     methods = args.methods.split(",") if args.methods else list(METHODS) if args.full else QUICK
-    for name in [] if args.speed_only else methods:
+    if args.speed_only:  # report the rows already measured, compute none
+        methods = [m for m in METHODS if (RESULTS / f"{m}.json").is_file() or (RESULTS / f"peer-{m}.json").is_file()]
+    for name in methods:
         options, peer_method = METHODS[name]
         out_dir = RESULTS / "models" / name
 
@@ -171,8 +182,9 @@ def main() -> None:
             _, _, result = peer(python, "ppl", str(peer_dir), str(WIKI), "2048", str(windows or 100000))
             return {"seconds": wall, "peak_rss": rss, "bytes": weights_bytes(peer_dir), **result}
 
-        rows[name] = {"ours": cached(name, ours)}
-        if python is not None:
+        skip = lambda: {"error": "not run in this session"}  # noqa: E731
+        rows[name] = {"ours": cached(name, skip if args.speed_only else ours)} if not args.speed_only or (RESULTS / f"{name}.json").is_file() else {"ours": {}}
+        if python is not None and (not args.speed_only or (RESULTS / f"peer-{name}.json").is_file()):
             rows[name]["peer"] = cached(f"peer-{name}", theirs)
 
     speed_kw = dict(prompt_tokens=128, decode_tokens=16, repeats=3, threads=2)
@@ -183,7 +195,7 @@ def main() -> None:
     loops = cached("speed-loops", lambda: decode_loops(MODEL, speed_kw["decode_tokens"], speed_kw["repeats"]))
     torchao = {} if python is None else cached("speed-torchao", lambda: peer(python, "speed", dense_dir, "128", "16", "3")[2])
     print_table(rows, speeds, torchao, mode, nsamples, seqlen, windows)
-    if "error" in loops:
+    if not isinstance(torchao, dict) or "error" in loops:
         print(f"\nfp32 decode loops: error: {loops['error']}")
     else:
         print(f"\nfp32 decode, same process: slmkit loop {loops['slmkit']:.1f} tok/s, HF generate {loops['hf_generate']:.1f} tok/s "
