@@ -67,12 +67,14 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--only", default=None, help="run only settings whose label contains this")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "structured.json")
+    parser.add_argument("--reuse-dense", type=Path, default=None,
+                        help="take the dense perplexity and profile from an earlier run's JSON (to run settings in parts)")
     args = parser.parse_args()
 
     import torch
 
     from slmkit.evaluate.perplexity import perplexity_of_ids, tokenize_corpus
-    from slmkit.evaluate.profile import compare, count_parameters, measure_in_subprocess
+    from slmkit.evaluate.profile import Profile, compare, count_parameters, measure_in_subprocess
     from slmkit.models.loading import load
     from slmkit.models.saving import save_hf
     from slmkit.steps import StepContext, get_step
@@ -90,8 +92,12 @@ def main() -> None:
 
     embed = dense.get_input_embeddings().weight.numel()
     dense_params = count_parameters(dense)[0]
-    dense_ppl = ppl(dense)
-    dense_profile = measure_in_subprocess(args.model, **profile_kwargs)
+    if args.reuse_dense:
+        earlier = json.loads(args.reuse_dense.read_text())
+        dense_ppl, dense_profile = earlier["rows"][0]["ppl"], Profile(**earlier["dense_profile"])
+    else:
+        dense_ppl = ppl(dense)
+        dense_profile = measure_in_subprocess(args.model, **profile_kwargs)
     print(f"dense: ppl {dense_ppl:.2f}, {dense_params:,} parameters ({dense_params - embed:,} non-embedding), "
           f"prefill {dense_profile.prefill_tokens_per_s:.0f} tok/s, decode {dense_profile.decode_tokens_per_s:.1f} tok/s",
           flush=True)
