@@ -58,9 +58,11 @@ def test_plain_transformers_loads_the_compressed_tensors_folder(tmp_path, tokeni
     assert float((ours - theirs).norm() / ours.norm()) < 0.01  # ours runs bf16 activations through the kernels
 
 
-def test_saving_a_float_model_as_quantized_is_a_clear_error(tmp_path, tokenizer):
+def test_the_quantized_saver_refuses_a_float_model(tmp_path, tokenizer):
+    from slmkit.compress.quant.compressed import save_quantized_compressed
+
     with pytest.raises(SlmError, match="no quantized layers"):
-        save(tiny_model("llama"), tokenizer, tmp_path / "q", format="compressed-tensors")
+        save_quantized_compressed(tiny_model("llama"), tokenizer, tmp_path)
 
 
 TOLERANCE = {"F16": 1e-3, "Q8_0": 1 / 100, "Q4_0": 1 / 6}  # of each 32-block's absmax
