@@ -26,17 +26,23 @@ class SamplingParams:
     stop_token_ids: tuple[int, ...] = field(default_factory=tuple)  # stop after emitting one of these
 
 
-def next_token(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> torch.Tensor:
-    """Pick the next token from [batch, vocab] logits: argmax, or nucleus sampling at a temperature."""
-    if params.temperature <= 0:
-        return logits.argmax(dim=-1, keepdim=True)
+def sampling_probs(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """The distribution `next_token` samples from ([..., vocab] logits): temperature, then top-p."""
     probs = torch.softmax(logits.float() / params.temperature, dim=-1)
     if params.top_p < 1.0:
         sorted_probs, order = probs.sort(dim=-1, descending=True)
         outside = sorted_probs.cumsum(dim=-1) - sorted_probs > params.top_p
         sorted_probs = sorted_probs.masked_fill(outside, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-    return torch.multinomial(probs, 1, generator=generator)
+        probs = probs / probs.sum(dim=-1, keepdim=True)
+    return probs
+
+
+def next_token(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> torch.Tensor:
+    """Pick the next token from [batch, vocab] logits: argmax, or nucleus sampling at a temperature."""
+    if params.temperature <= 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    return torch.multinomial(sampling_probs(logits, params), 1, generator=generator)
 
 
 def kv_cache(model, max_len: int):

@@ -16,7 +16,7 @@ import torch
 from transformers import DynamicCache
 
 from slmkit.errors import SlmError
-from slmkit.generation import SamplingParams
+from slmkit.generation import SamplingParams, sampling_probs
 
 
 @dataclass
@@ -36,18 +36,6 @@ class SpeculativeStats:
     @property
     def tokens_per_target_forward(self) -> float:
         return self.tokens / self.target_forwards if self.target_forwards else 0.0
-
-
-def sampling_probs(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
-    """The distribution `next_token` samples from ([..., vocab] logits): temperature, then top-p."""
-    probs = torch.softmax(logits.float() / params.temperature, dim=-1)
-    if params.top_p < 1.0:
-        sorted_probs, order = probs.sort(dim=-1, descending=True)
-        outside = sorted_probs.cumsum(dim=-1) - sorted_probs > params.top_p
-        sorted_probs = sorted_probs.masked_fill(outside, 0.0)
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-        probs = probs / probs.sum(dim=-1, keepdim=True)
-    return probs
 
 
 def accept_or_resample(p: torch.Tensor, q: torch.Tensor, token: int, generator: torch.Generator | None) -> int | None:
