@@ -13,6 +13,7 @@ from slmkit.compress.quant.linear import QuantLinear
 from slmkit.errors import SlmError
 from slmkit.export.gguf import export_gguf
 from slmkit.models.loading import load, load_folder
+from slmkit.models.saving import save
 from slmkit.steps import StepContext, get_step
 from tiny import tiny_model
 
