@@ -33,18 +33,26 @@ def load_documents(source: str, text_field: str = "text") -> list[str]:
     if source.startswith(HUB_PREFIX):
         return hub_documents(source[len(HUB_PREFIX):], text_field)
     path = Path(source).expanduser()
-    if path.suffix == ".jsonl":
-        records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        return [record_text(r, text_field, path) for r in records]
-    if path.suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, list):
-            raise SlmError(f"{path}: expected a JSON array of records")
-        return [record_text(r, text_field, path) for r in data]
+    if path.suffix in (".jsonl", ".json"):
+        return [record_text(r, text_field, path) for r in read_json_records(path)]
     text = path.read_text(encoding="utf-8")
     if WIKITEXT_RAW.match(path.name):
         return wikitext_rows(text)
     return [text]
+
+
+def read_json_records(path: Path) -> list:
+    """The records of a JSON array file or a JSONL file (one object per line); one-line errors."""
+    if not path.is_file():
+        raise SlmError(f"data file not found: {path}")
+    raw = path.read_text(encoding="utf-8")
+    try:
+        records = json.loads(raw) if path.suffix == ".json" else [json.loads(x) for x in raw.splitlines() if x.strip()]
+    except json.JSONDecodeError as err:
+        raise SlmError(f"{path}: invalid JSON ({err.msg} at line {err.lineno})") from None
+    if not isinstance(records, list):
+        raise SlmError(f"{path}: expected a JSON array of records")
+    return records
 
 
 def corpus_text(source: str, text_field: str = "text") -> str:

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from slmkit.data.corpus import read_json_records
 from slmkit.errors import SlmError
 
 BULLETS = ("•", "*", "-", "‣", "◦", "●")
@@ -203,16 +204,8 @@ def filter_documents(texts: list[str], cfg: FilterConfig, perplexities: Callable
 
 def read_records(path: Path, text_field: str = "text") -> tuple[list, list[str]]:
     """(records, texts): JSONL/JSON records with a text field, or a text file of blank-line-separated documents."""
-    if not path.is_file():
-        raise SlmError(f"data file not found: {path}")
-    raw = path.read_text(encoding="utf-8")
     if path.suffix in (".jsonl", ".json"):
-        try:
-            records = json.loads(raw) if path.suffix == ".json" else [json.loads(x) for x in raw.splitlines() if x.strip()]
-        except json.JSONDecodeError as err:
-            raise SlmError(f"{path}: invalid JSON ({err.msg} at line {err.lineno})") from None
-        if not isinstance(records, list):
-            raise SlmError(f"{path}: expected a JSON array of records")
+        records = read_json_records(path)
         texts = []
         for r in records:
             text = r if isinstance(r, str) else (r.get(text_field) if isinstance(r, dict) else None)
@@ -220,6 +213,9 @@ def read_records(path: Path, text_field: str = "text") -> tuple[list, list[str]]
                 raise SlmError(f"{path}: a record has no text field '{text_field}' (use --text-field)")
             texts.append(text)
         return records, texts
+    if not path.is_file():
+        raise SlmError(f"data file not found: {path}")
+    raw = path.read_text(encoding="utf-8")
     docs = [d.strip("\n") for d in re.split(r"\n\s*\n", raw) if d.strip()]
     return docs, docs
 

@@ -7,11 +7,11 @@ a `messages` list of {role, content}.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
+from slmkit.data.corpus import read_json_records
 from slmkit.errors import SlmError
 
 # Used only when a tokenizer has no chat template of its own.
@@ -21,16 +21,7 @@ PLAIN_USER = "### Instruction:\n{content}\n\n### Response:\n"
 def load_conversations(path: str | Path) -> list[list[dict]]:
     """Each record as a list of chat messages."""
     path = Path(path)
-    if not path.is_file():
-        raise SlmError(f"data file not found: {path}")
-    text = path.read_text(encoding="utf-8")
-    try:
-        records = json.loads(text) if path.suffix == ".json" else [json.loads(line) for line in text.splitlines() if line.strip()]
-    except json.JSONDecodeError as err:
-        raise SlmError(f"{path}: invalid JSON ({err.msg} at line {err.lineno})") from None
-    if not isinstance(records, list):
-        raise SlmError(f"{path}: expected a JSON array of records")
-    return [as_messages(r, path) for r in records]
+    return [as_messages(r, path) for r in read_json_records(path)]
 
 
 def as_messages(record, path) -> list[dict]:
