@@ -114,6 +114,7 @@ def test_group_size_that_does_not_divide_is_a_one_line_error():
     ("gptq", {"bits": 4, "group_size": 32, "act_order": True}),
     ("gptq", {"bits": 4, "group_size": 32, "pattern": "2:4"}),
     ("awq", {"bits": 4, "group_size": 32}),
+    ("awq", {"bits": 4, "group_size": 32, "quantizer": "gptq"}),
     ("smoothquant", {}),
 ])
 def test_every_method_packs_every_decoder_linear(family, method, options, tokenizer):

@@ -61,20 +61,20 @@ class LinearStats:
 
     @torch.no_grad()
     def update(self, x: torch.Tensor) -> None:
-        x = x.reshape(-1, x.shape[-1]).detach()
-        n, total = x.shape[0], self.tokens + x.shape[0]
-        x64 = x.double() if (self.gram is not None or self.sqnorm is not None or self.absmean is not None) else None
+        x = x.reshape(-1, x.shape[-1]).detach().float()
+        total = self.tokens + x.shape[0]
+        # Each chunk is reduced in float32 (fast GEMM, as the reference implementations do);
+        # the running sums across chunks are kept in float64.
         if self.sqnorm is not None:
-            self.sqnorm += x64.pow(2).sum(0)
+            self.sqnorm += x.pow(2).sum(0).double()
         if self.gram is not None:
-            # Running mean: stable for any number of tokens, exact in float64.
-            self.gram.mul_(self.tokens / total).add_(x64.T @ x64, alpha=1.0 / total)
+            self.gram.mul_(self.tokens / total).add_((x.T @ x).double(), alpha=1.0 / total)
         if self.absmean is not None:
-            self.absmean.mul_(self.tokens / total).add_(x64.abs().sum(0), alpha=1.0 / total)
+            self.absmean.mul_(self.tokens / total).add_(x.abs().sum(0).double(), alpha=1.0 / total)
         if self.absmax is not None:
-            torch.maximum(self.absmax, x.abs().amax(0).float().cpu(), out=self.absmax)
+            torch.maximum(self.absmax, x.abs().amax(0).cpu(), out=self.absmax)
         if "inputs" in self.want:
-            self._inputs.append(x.float().cpu())
+            self._inputs.append(x.cpu())
         self.tokens = total
 
     def inputs(self) -> torch.Tensor:
@@ -156,19 +156,34 @@ def collect_stats(
 ) -> dict[str, LinearStats]:
     """One calibration pass through `layer`, accumulating statistics on the Linears at `paths`.
 
-    Paths listed together in `shared` receive the same input tensor, so they get one LinearStats."""
-    stats, handles = {}, []
+    Paths listed together in `shared` receive the same input tensor, so they get one LinearStats.
+    Each chunk's forward stops as soon as every watched Linear has seen its input: the rest of
+    the layer would only compute outputs nobody reads (for q/k/v that is almost the whole layer)."""
+    stats, watched = {}, []
     leader = {p: group[0] for group in (shared or []) for p in group if group[0] in paths}
     for path in paths:
         first = leader.get(path, path)
         if first in stats:
             stats[path] = stats[first]
             continue
-        module = get_module(layer, path)
-        stats[path] = LinearStats(in_features(module), want)
-        handles.append(module.register_forward_hook(lambda m, inp, out, s=stats[path]: s.update(inp[0])))
+        stats[path] = LinearStats(in_features(get_module(layer, path)), want)
+        watched.append(path)
+    seen: set[str] = set()
+
+    def record(path: str, args) -> None:
+        stats[path].update(args[0])
+        seen.add(path)
+        if len(seen) == len(watched):
+            raise StopForward
+
+    handles = [get_module(layer, p).register_forward_pre_hook(lambda m, args, p=p: record(p, args)) for p in watched]
     try:
-        run_layer(layer, inputs)
+        for hidden, args, kwargs in zip(inputs.hidden, inputs.args, inputs.kwargs):
+            seen.clear()
+            try:
+                layer(hidden, *args, **kwargs)
+            except StopForward:
+                pass
     finally:
         for h in handles:
             h.remove()

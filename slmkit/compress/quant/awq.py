@@ -4,7 +4,7 @@ For each group of Linears sharing an input, s = mean|x|^α per input channel, α
 grid to minimise the group's output error after quantizing W·diag(s) (inputs divided by s);
 the best s is folded into the producer of the input (norm or previous Linear). Scales are
 searched on float weights layer by layer through the layer-wise engine, then every decoder
-Linear is rounded (RTN) on its grid and packed.
+Linear is rounded on its grid (RTN, or GPTQ with `quantizer: gptq`) and packed.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import torch
 
 from slmkit.compress.layerwise import run_layerwise
 from slmkit.compress.quant.grid import QuantSpec, check_group_size, dequantize, quantize_rtn
-from slmkit.compress.quant.options import AWQOptions
+from slmkit.compress.quant.gptq import gptq_quantize
+from slmkit.compress.quant.options import AWQOptions, GPTQOptions
 from slmkit.compress.quant.rtn import rtn_quantize, spec_of
 from slmkit.compress.quant.scaling import fold_scales, producer_of
 from slmkit.models.anatomy import anatomy_of, get_module, linear_weight
@@ -67,4 +68,7 @@ def awq_quantize(model, tokenizer, options: AWQOptions, context):
     spec = spec_of(options)
     check_group_size(model, spec.group_size)
     run_layerwise(model, AWQScaling(model, spec, options.grid, options.search_tokens), context.calibration_ids(), description="awq")
+    if options.quantizer == "gptq":
+        grid = options.model_dump(include={"bits", "group_size", "symmetric"})
+        return gptq_quantize(model, tokenizer, GPTQOptions(**grid), context)
     return rtn_quantize(model, tokenizer, options)

@@ -6,7 +6,7 @@ Quantized models are saved in the compressed-tensors format unless a recipe says
 
 from __future__ import annotations
 
-from typing import ClassVar, Optional
+from typing import ClassVar, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
@@ -55,6 +55,8 @@ class AWQOptions(WeightQuantOptions):
 
     grid: int = Field(20, ge=2, description="points of the scaling-exponent grid search in [0, 1)")
     search_tokens: int = Field(1024, ge=16, description="calibration tokens (evenly spread) scored in the search")
+    quantizer: Literal["rtn", "gptq"] = Field("rtn", description="how the scaled weights are rounded: "
+                                              "round-to-nearest, or GPTQ on the same calibration data")
 
 
 class SmoothQuantOptions(StepOptions):
