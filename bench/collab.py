@@ -3,7 +3,7 @@
     python bench/collab.py            # quick mode (minutes)
     python bench/collab.py --full     # more prompts, tokens, questions, the 32 x 20 load test
 
-Speculative decoding: target = dense SmolLM2-135M; drafts = compressed copies of it (the same
+Speculative decoding: target = dense SmolLM2-135M; drafts = int8 and int4 copies of it made by slmkit (the same
 tokenizer), run by slmkit's speculative loop and by transformers' assisted generation on the
 same pair. Cascade: ARC-Easy as lettered multiple choice; the local SLM is a 50%
 magnitude-pruned SmolLM2 (slmkit's `magnitude` step), the "LLM" is the dense model behind a
@@ -34,7 +34,6 @@ import torch  # noqa: E402
 from slmkit.collab.cascade import confidence, cost_accuracy_curve, is_correct, pick_threshold, plot_curve  # noqa: E402
 from slmkit.collab.speculative import speculative_generate  # noqa: E402
 from slmkit.generation import SamplingParams, chat_prompt_ids, generate_ids, stop_ids  # noqa: E402
-from slmkit.models.anatomy import anatomy_of  # noqa: E402
 from slmkit.models.loading import load  # noqa: E402
 from slmkit.serve.engine import TransformersEngine  # noqa: E402
 
@@ -43,35 +42,13 @@ PROMPTS = ["Explain why the sky is blue in two sentences.", "Write a short poem 
            "Give me a recipe for pancakes.", "What is the capital of France and why is it famous?"]
 
 
-def layer_dropped(model, keep: list[int]):
-    """A draft made by dropping decoder layers (through slmkit's anatomy); no healing."""
-    draft = copy.deepcopy(model)
-    anatomy = anatomy_of(draft)
-    layers = anatomy.layer_list(draft)
-    kept = torch.nn.ModuleList([layers[i] for i in keep])
-    for index, layer in enumerate(kept):
-        layer.self_attn.layer_idx = index
-    parent_path, _, name = anatomy.layers.rpartition(".")
-    setattr(draft.get_submodule(parent_path), name, kept)
-    draft.config.num_hidden_layers = len(keep)
-    if getattr(draft.config, "layer_types", None):
-        draft.config.layer_types = [draft.config.layer_types[i] for i in keep]
-    return draft
+def slmkit_draft(model, tokenizer, method: str, **options):
+    """A draft made by one of slmkit's own compression steps (the toolkit's job: make the draft)."""
+    from slmkit.steps import StepContext, get_step
 
-
-def int8_draft(model):
-    """A draft with int8 weights (torch dynamic quantization of every Linear, LM head untied and included)."""
-    import warnings
-
-    from torch.ao.quantization import quantize_dynamic
-
-    draft = copy.deepcopy(model)
-    head = torch.nn.Linear(draft.config.hidden_size, draft.config.vocab_size, bias=False)
-    head.weight.data = model.get_output_embeddings().weight.data.clone()
-    draft.lm_head = head
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return quantize_dynamic(draft, {torch.nn.Linear}, dtype=torch.qint8)
+    step = get_step(method)
+    context = StepContext(tokenizer=tokenizer, calibration_source=str(DATA / "c4" / "c4_demo.jsonl"), nsamples=16, seqlen=512)
+    return step.function()(copy.deepcopy(model), tokenizer, step.options(**options), context)
 
 
 def timed(fn):
@@ -82,7 +59,7 @@ def timed(fn):
 
 def bench_speculative(full: bool) -> list[dict]:
     target, tokenizer = load("smollm2-135m")
-    n_prompts, n_tokens = (6, 128) if full else (2, 32)
+    n_prompts, n_tokens = (6, 128) if full else (4, 64)
     params = SamplingParams(max_new_tokens=n_tokens, stop_token_ids=())  # fixed length: comparable speeds
     prompts = [chat_prompt_ids(tokenizer, p) for p in PROMPTS[:n_prompts]]
     baseline = [timed(lambda ids=ids: generate_ids(target, ids, params)) for ids in prompts]
@@ -95,8 +72,8 @@ def bench_speculative(full: bool) -> list[dict]:
     hf_time = sum(t for _, t in hf)
     rows.append({"method": "target alone (transformers generate)", "draft": "-", "tok_s": tokens / hf_time,
                  "speedup": base_time / hf_time, "acceptance": "-", "identical": "-"})
-    drafts = {"layer-dropped 12/30": layer_dropped(target, list(range(8)) + list(range(26, 30))),
-              "int8 dynamic": int8_draft(target)}
+    drafts = {"slmkit rtn int8": slmkit_draft(target, tokenizer, "rtn", bits=8),
+              "slmkit gptq int4 g64": slmkit_draft(target, tokenizer, "gptq", bits=4, group_size=64)}
     for name, draft in drafts.items():
         spec, accepted, proposed = [], 0, 0
         for ids in prompts:

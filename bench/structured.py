@@ -2,7 +2,8 @@
 non-embedding parameters removed, against the dense model measured in the same run.
 
 For every setting: WikiText-2 perplexity (paper protocol, seqlen 2048), parameters, bytes on disk,
-prefill and decode tokens/s (each model profiled in a fresh process), as ratios to the dense model.
+prefill and decode tokens/s (each model profiled in a fresh process, the dense model again right after
+it), as ratios to the dense model.
 No peer tool is involved: the reference is the dense model. Calibration: C4 sample.
 
     python bench/structured.py            # quick: 8 perplexity windows, fewer settings
@@ -117,7 +118,10 @@ def main() -> None:
             folder = scratch / "model"
             save_hf(model, tokenizer, folder)
             del model
-            row["ratios"] = compare(dense_profile, measure_in_subprocess(str(folder), **profile_kwargs))
+            # The dense model is profiled again right after each compressed one, so a ratio never
+            # compares measurements taken under different machine load.
+            profile = measure_in_subprocess(str(folder), **profile_kwargs)
+            row["ratios"] = compare(measure_in_subprocess(args.model, **profile_kwargs), profile)
             shutil.rmtree(folder)
             results.append(row)
             args.json.parent.mkdir(parents=True, exist_ok=True)
