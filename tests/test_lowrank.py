@@ -1,4 +1,5 @@
-"""Low-rank factorization: exact at full rank, activation-aware beats plain SVD, reload and merge round-trip."""
+"""Low-rank factorization: exact at full rank, activation-aware beats plain SVD, global rank allocation,
+reload and merge round-trip."""
 
 import json
 import os
@@ -11,9 +12,19 @@ from torch import nn
 from transformers import AutoModelForCausalLM
 
 from slmkit.compress.layerwise import LinearStats
-from slmkit.compress.structured.lowrank import FactorizedLinear, factorize, low_rank, merge_low_rank
+from slmkit.compress.structured.lowrank import (
+    FactorizedLinear,
+    SpectrumProbe,
+    allocate_ranks,
+    factorize,
+    low_rank,
+    merge_low_rank,
+    uniform_rank,
+    visit_layers,
+)
 from slmkit.compress.structured.options import LowRankOptions
 from slmkit.evaluate.profile import count_parameters
+from slmkit.models.anatomy import anatomy_of
 from slmkit.models.loading import load_folder
 from slmkit.steps import StepContext
 from tiny import FAMILIES, save_tiny, tiny_model, tiny_tokenizer
@@ -87,6 +98,63 @@ def test_energy_threshold_gives_per_layer_ranks(tmp_path):
     assert len(ranks) > 1
 
 
+def calibration():
+    return StepContext(tokenizer=tiny_tokenizer(), nsamples=8, seqlen=32)
+
+
+def compressed(allocation, method="svd-llm", model=None):
+    model = model or tiny_model("llama")
+    options = LowRankOptions(rank_ratio=0.5, activation_aware=method, allocation=allocation)
+    return low_rank(model, None, options, calibration())
+
+
+def test_global_allocation_keeps_the_uniform_parameter_budget():
+    model = tiny_model("llama")
+    rank_step = max(m.in_features + m.out_features for m in model.modules() if isinstance(m, nn.Linear))
+    uniform, global_ = (count_parameters(compressed(a))[0] for a in ("uniform", "global"))
+    assert uniform - rank_step < global_ <= uniform
+
+
+def test_global_allocation_follows_the_spectra():
+    model = tiny_model("llama")
+    layers = anatomy_of(model).layer_list(model)
+    for linear in layers[0].modules():
+        if isinstance(linear, nn.Linear):  # layer 0 made exactly rank 2: more rank there keeps nothing
+            linear.weight.data = linear.weight.data[:, :2] @ torch.randn(2, linear.in_features)
+    allocated = compressed("global", "none", model).config.slmkit_low_rank
+    ranks = {name.removeprefix("model.layers."): rank for name, (rank, *_) in allocated.items()}
+    for path in ("self_attn.q_proj", "mlp.up_proj", "mlp.down_proj"):
+        linear = layers[1].get_submodule(path)
+        assert ranks[f"0.{path}"] <= 2  # layer 1 gets what layer 0 does not need: more rank, or stays dense
+        assert ranks.get(f"1.{path}", float("inf")) > uniform_rank(0.5, linear.in_features, linear.out_features)
+
+
+def test_global_allocation_lowers_whitened_and_output_error_at_the_same_budget():
+    model, context = tiny_model("llama"), calibration()
+    probe = SpectrumProbe(anatomy_of(model), LowRankOptions(rank_ratio=0.5))
+    visit_layers(model, anatomy_of(model), probe, context, "spectra")
+    allocated = allocate_ranks(probe.spectra, 0.5)
+
+    def relative_error(rank, singular):  # ‖(W − W′)X‖² / ‖WX‖² of the SVD-LLM truncation; dense: 0
+        energy = singular.double().pow(2)
+        return 0.0 if rank is None else (energy[rank:].sum() / energy.sum()).item()
+
+    global_error = sum(relative_error(allocated.get(key), s) for key, (s, *_) in probe.spectra.items())
+    uniform_error = sum(relative_error(uniform_rank(0.5, n, m), s) for s, n, m in probe.spectra.values())
+    assert global_error < uniform_error
+
+    ids = context.calibration_ids()
+    with torch.no_grad():
+        dense = model(ids).logits
+        uniform, global_ = ((compressed(a)(ids).logits - dense).pow(2).mean() for a in ("uniform", "global"))
+    assert global_ < uniform
+
+
+def test_energy_with_global_allocation_is_refused():
+    with pytest.raises(ValueError, match="energy picks ranks per Linear"):
+        LowRankOptions(energy=0.9, allocation="global")
+
+
 @pytest.mark.parametrize("family, method", [(f, "svd-llm") for f in FAMILIES] + [("llama", "none"), ("gpt2", "none")])
 def test_factorized_model_is_smaller_reloads_and_merges(family, method, tmp_path):
     model = tiny_model(family)
@@ -113,7 +181,8 @@ def test_cli_low_rank_then_merged_export(tmp_path):
     folder = save_tiny(tmp_path / "tiny")
     env = dict(os.environ, SLMKIT_PROGRESS="0", HF_HUB_OFFLINE="1")
     cmd = [sys.executable, "-m", "slmkit.cli", "compress", str(folder), "--method", "low_rank", "--rank-ratio", "0.5",
-           "--activation-aware", "asvd", "--nsamples", "4", "--seqlen", "32", "--out", str(tmp_path / "lr")]
+           "--activation-aware", "asvd", "--allocation", "global", "--nsamples", "4", "--seqlen", "32",
+           "--out", str(tmp_path / "lr")]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "lr" / "config.json").read_text())["slmkit_layout"] == "low_rank"

@@ -46,11 +46,20 @@ class LowRankOptions(StepOptions):
                               "in*out/(in+out), i.e. the fraction of each Linear's parameters kept")
     energy: Optional[float] = Field(None, gt=0.0, le=1.0, description="instead of rank_ratio: per-Linear rank keeping "
                                     "this fraction of the (whitened) singular-value energy (per-layer ranks)")
+    allocation: Literal["uniform", "global"] = Field(
+        "uniform", description="uniform: every Linear keeps rank_ratio of its parameters; global: the same total "
+        "parameters, ranks spread over all Linears by their (whitened) singular spectra")
     activation_aware: Literal["none", "asvd", "svd-llm"] = Field(
         "svd-llm", description="plain SVD, ASVD activation-magnitude scaling, or SVD-LLM Cholesky whitening")
     asvd_alpha: float = Field(0.5, gt=0.0, le=1.0, description="ASVD scaling exponent on mean |activation|")
     targets: list[Literal["q", "k", "v", "o", "gate", "up", "down"]] = Field(
         ["q", "k", "v", "o", "gate", "up", "down"], description="projection roles to factorize")
+
+    @model_validator(mode="after")
+    def one_rank_rule(self):
+        if self.energy is not None and self.allocation == "global":
+            raise ValueError("energy picks ranks per Linear; use rank_ratio with allocation global")
+        return self
 
 
 register_step("depth_prune", DepthPruneOptions, "slmkit.compress.structured.depth:depth_prune",
