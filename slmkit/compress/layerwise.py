@@ -35,6 +35,7 @@ from slmkit.models.anatomy import Anatomy, anatomy_of, get_module, is_conv1d
 from slmkit.progress import progress_bar
 
 STATS = ("sqnorm", "gram", "absmax", "absmean", "inputs")
+CHUNK_ELEMENTS = 1 << 20  # inputs are accumulated in float64 chunks of this many elements (8 MB)
 
 
 class LinearStats:
@@ -62,20 +63,24 @@ class LinearStats:
     @torch.no_grad()
     def update(self, x: torch.Tensor) -> None:
         x = x.reshape(-1, x.shape[-1]).detach()
-        n, total = x.shape[0], self.tokens + x.shape[0]
-        x64 = x.double() if (self.gram is not None or self.sqnorm is not None or self.absmean is not None) else None
-        if self.sqnorm is not None:
-            self.sqnorm += x64.pow(2).sum(0)
-        if self.gram is not None:
-            # Running mean: stable for any number of tokens, exact in float64.
-            self.gram.mul_(self.tokens / total).add_(x64.T @ x64, alpha=1.0 / total)
-        if self.absmean is not None:
-            self.absmean.mul_(self.tokens / total).add_(x64.abs().sum(0), alpha=1.0 / total)
         if self.absmax is not None:
             torch.maximum(self.absmax, x.abs().amax(0).float().cpu(), out=self.absmax)
         if "inputs" in self.want:
             self._inputs.append(x.float().cpu())
-        self.tokens = total
+        if self.sqnorm is None and self.gram is None and self.absmean is None:
+            self.tokens += x.shape[0]
+            return
+        # float64 copies of a few MB at a time: a whole MLP input in float64 would double the layer's peak memory.
+        for chunk in x.split(max(1, CHUNK_ELEMENTS // x.shape[1])):
+            x64, total = chunk.double(), self.tokens + chunk.shape[0]
+            if self.sqnorm is not None:
+                self.sqnorm += x64.square().sum(0)
+            if self.gram is not None:
+                # Running mean, updated in place: stable for any number of tokens, exact in float64.
+                self.gram.addmm_(x64.T, x64, beta=self.tokens / total, alpha=1.0 / total)
+            if self.absmean is not None:
+                self.absmean.mul_(self.tokens / total).add_(x64.abs().sum(0), alpha=1.0 / total)
+            self.tokens = total
 
     def inputs(self) -> torch.Tensor:
         """The sampled input rows (evenly strided, deterministic)."""
