@@ -4,7 +4,7 @@ The model is written to disk one layer at a time (it never exists whole in memor
 Wanda prunes it with `compress_offloaded` in a fresh process; the table compares that
 process's peak RSS with the model's fp32 size.
 
-    python bench/offload_memory.py [--method wanda|sparsegpt] [--keep]
+    python bench/offload_memory.py [--method wanda|sparsegpt] [--folder DIR]
 """
 
 from __future__ import annotations

@@ -122,6 +122,11 @@ class Recipe(Section):
     def _resolvable(cls, value: str) -> str:
         return as_value_error(resolve_model, value)
 
+    @property
+    def offload(self) -> bool:
+        """True when a step asks for layer offload: then every step runs with the decoder layers on disk."""
+        return any(getattr(s.options, "offload", False) for s in self.steps)
+
     def to_dict(self) -> dict:
         data = self.model_dump(exclude={"steps"})
         data["steps"] = [{s.name: s.options.model_dump()} for s in self.steps]
@@ -137,11 +142,37 @@ def parse_recipe(data: Any, origin: str = "recipe") -> Recipe:
         raise SlmError(f"{origin}: steps: expected a list of '- name: {{options}}' items")
     steps = [parse_step(item, f"steps[{i}]", origin) for i, item in enumerate(raw_steps)]
     try:
-        return Recipe.model_validate({**data, "steps": steps})
+        recipe = Recipe.model_validate({**data, "steps": steps})
+        check_offload(recipe)
+        return recipe
     except ValidationError as err:
         raise SlmError(f"{origin}: {describe(err, Recipe)}") from None
     except SlmError as err:
         raise SlmError(f"{origin}: {err}") from None
+
+
+def check_offload(recipe: Recipe) -> None:
+    """With layer offload the whole model is never loaded: every step must run offloaded, from a safetensors
+    folder, into a plain HF folder, with no evaluation in the same run."""
+    if not recipe.offload:
+        return
+    for i, entry in enumerate(recipe.steps):
+        if not getattr(entry.options, "offload", False):
+            fix = "set offload: true on it too" if get_step(entry.name).can_offload else "it cannot run offloaded"
+            raise SlmError(f"steps[{i}].{entry.name}: with layer offload every step runs offloaded; {fix}")
+    kind = resolve_model(recipe.model).kind
+    if kind == "gguf":
+        raise SlmError(f"model: layer offload reads safetensors, and a GGUF file is converted whole in memory first; "
+                       f"give a Hugging Face folder instead of {recipe.model}")
+    if kind == "hub":
+        raise SlmError(f"model: layer offload reads a local folder; download {recipe.model} first and give its folder")
+    if recipe.save.format != "hf":
+        raise SlmError(f"save.format: layer offload writes format hf only, not {recipe.save.format}")
+    ev = recipe.eval
+    asked = [name for name in ("perplexity", "profile", "tasks", "trust") if getattr(ev, name)]
+    if asked:
+        raise SlmError(f"eval.{asked[0]}: evaluation loads the whole model, which layer offload avoids; "
+                       "turn it off (eval: {perplexity: null, profile: null}) and evaluate the output with `slm eval`")
 
 
 def parse_step(item: Any, where: str, origin: str) -> StepEntry:

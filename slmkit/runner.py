@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from slmkit.recipe import Recipe, load_recipe, parse_recipe
+from slmkit.models.source import resolve_model
+from slmkit.recipe import Recipe, StepEntry, load_recipe, parse_recipe
 from slmkit.steps import StepContext, get_step
 
 
@@ -28,38 +30,91 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def apply_steps(model, tokenizer, recipe: Recipe, show_progress: bool = True) -> tuple[Any, list[dict]]:
-    """Apply the recipe's steps in order; return the model and a log of what each did and took."""
-    context = StepContext(
+def step_context(recipe: Recipe, tokenizer) -> StepContext:
+    return StepContext(
         seed=recipe.seed,
         calibration_source=recipe.calibration.data,
         nsamples=recipe.calibration.nsamples,
         seqlen=recipe.calibration.seqlen,
         tokenizer=tokenizer,
     )
+
+
+def step_record(entry: StepEntry, start: float) -> dict:
+    return {"step": entry.name, "options": entry.options.model_dump(), "seconds": round(time.perf_counter() - start, 3)}
+
+
+def apply_steps(model, tokenizer, recipe: Recipe, show_progress: bool = True) -> tuple[Any, list[dict]]:
+    """Apply the recipe's steps in order; return the model and a log of what each did and took."""
+    context = step_context(recipe, tokenizer)
     log = []
     for entry in recipe.steps:
         step = get_step(entry.name)
         start = time.perf_counter()
         result = step.function()(model, tokenizer, entry.options, context)
         model = result if result is not None else model
-        log.append({"step": entry.name, "options": entry.options.model_dump(), "seconds": round(time.perf_counter() - start, 3)})
+        log.append(step_record(entry, start))
     return model, log
+
+
+def write_outputs(folder: Path, recipe: Recipe, step_log: list[dict], timings: dict, metrics: dict, baseline: dict) -> dict:
+    """Write the manifest and report.md of a run into `folder`; return the manifest."""
+    from slmkit.evaluate.report import run_report
+    from slmkit.models.saving import versions, write_manifest
+
+    timings["total"] = sum(timings.values())
+    manifest = {
+        "format": recipe.save.format,
+        "source": recipe.model,
+        "recipe": recipe.to_dict(),
+        "seed": recipe.seed,
+        "versions": versions(),
+        "steps": step_log,
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "metrics": metrics,
+        "baseline": baseline,
+    }
+    write_manifest(folder, manifest)
+    (folder / "report.md").write_text(run_report(manifest))
+    return manifest
+
+
+def run_offloaded(recipe: Recipe, out: Path, show_progress: bool = True) -> dict:
+    """Run the steps with layer offload: each reads the previous one's folder a decoder layer at a time.
+
+    The whole model is never in memory; recipe validation has ensured there is no evaluation to run."""
+    from slmkit.compress.offload import compress_offloaded
+    from slmkit.models.loading import model_folder, torch_dtype
+    from slmkit.models.saving import atomic_output_dir
+
+    source = Path(model_folder(resolve_model(recipe.model)))
+    context = step_context(recipe, None)
+    step_log = []
+    start = time.perf_counter()
+    with atomic_output_dir(out) as tmp, tempfile.TemporaryDirectory(prefix=f".{out.name}.steps-", dir=tmp.parent) as scratch:
+        for i, entry in enumerate(recipe.steps):
+            target = tmp if i == len(recipe.steps) - 1 else Path(scratch) / f"step-{i}"
+            step_start = time.perf_counter()
+            compress_offloaded(source, target, entry.name, entry.options, context, show_progress, torch_dtype(recipe.dtype))
+            step_log.append(step_record(entry, step_start))
+            source = target
+        return write_outputs(tmp, recipe, step_log, {"steps": time.perf_counter() - start}, {}, {})
 
 
 def run(recipe: Recipe | str | Path | dict, out: str | Path, show_progress: bool = True) -> dict:
     """Execute a recipe and write `out/` (model, slmkit.json, report.md). Returns the manifest."""
     from slmkit.evaluate.perplexity import perplexity
     from slmkit.evaluate.profile import measure_in_subprocess
-    from slmkit.evaluate.report import run_report
     from slmkit.evaluate.suite import evaluate_suite
     from slmkit.formats import saver
     from slmkit.models.loading import load
-    from slmkit.models.saving import atomic_output_dir, check_output_dir, versions, write_manifest
+    from slmkit.models.saving import atomic_output_dir, check_output_dir
 
     recipe = as_recipe(recipe)
     out = check_output_dir(out)
     seed_everything(recipe.seed)
+    if recipe.offload:
+        return run_offloaded(recipe, out, show_progress)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     model, tokenizer = load(recipe.model, recipe.dtype)
@@ -95,18 +150,4 @@ def run(recipe: Recipe | str | Path | dict, out: str | Path, show_progress: bool
             metrics["profile"]["model"] = str(out)
             if recipe.eval.baseline:
                 baseline["profile"] = measure_in_subprocess(recipe.model, **kwargs).to_dict()
-        timings["total"] = sum(timings.values())
-        manifest = {
-            "format": recipe.save.format,
-            "source": recipe.model,
-            "recipe": recipe.to_dict(),
-            "seed": recipe.seed,
-            "versions": versions(),
-            "steps": step_log,
-            "timings_s": {k: round(v, 3) for k, v in timings.items()},
-            "metrics": metrics,
-            "baseline": baseline,
-        }
-        write_manifest(tmp, manifest)
-        (tmp / "report.md").write_text(run_report(manifest))
-    return manifest
+        return write_outputs(tmp, recipe, step_log, timings, metrics, baseline)

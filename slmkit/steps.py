@@ -40,6 +40,11 @@ class Step:
     summary: str
     uses_calibration: bool = False
 
+    @property
+    def can_offload(self) -> bool:
+        """True when the step can run with the decoder layers on disk (its options have `offload`)."""
+        return "offload" in self.options.model_fields
+
     def function(self) -> Callable:
         module, _, func = self.target.partition(":")
         return getattr(importlib.import_module(module), func)
@@ -71,6 +76,11 @@ def get_step(name: str) -> Step:
     if name not in steps:
         raise SlmError(f"unknown step '{name}' (valid: {', '.join(steps)})")
     return steps[name]
+
+
+def offload_steps() -> list[str]:
+    """Names of the steps that can run with layer offload."""
+    return [name for name, step in all_steps().items() if step.can_offload]
 
 
 @dataclass

@@ -4,6 +4,8 @@ import subprocess
 import sys
 
 import pytest
+import torch
+from transformers import AutoModelForCausalLM
 
 ENV = dict(os.environ, SLMKIT_PROGRESS="0", HF_HUB_OFFLINE="1")
 
@@ -29,6 +31,12 @@ def test_eval_json_prints_one_object(tiny_folder):
         (["compress", "{tiny}", "--method", "magnitude", "--bogus", "1", "--out", "{tmp}/o"], "--bogus: unknown option for magnitude"),
         (["compress", "{tiny}", "--method", "nope", "--out", "{tmp}/o"], "unknown step 'nope'"),
         (["run", "{tmp}/missing.yaml", "--out", "{tmp}/o"], "recipe not found"),
+        (["compress", "{tiny}", "--method", "rtn", "--offload", "--out", "{tmp}/o"],
+         "--offload: rtn cannot run offloaded (methods that can: magnitude, sparsegpt, wanda)"),
+        (["compress", "{tiny}", "--method", "wanda", "--offload", "--ppl", "pydoc", "--out", "{tmp}/o"],
+         "--offload: --ppl and --profile load the whole model"),
+        (["compress", "{tiny}", "--method", "wanda", "--offload", "--format", "compressed-tensors", "--out", "{tmp}/o"],
+         "save.format: layer offload writes format hf only"),
     ],
 )
 def test_errors_are_one_line_without_traceback(tiny_folder, tmp_path, args, message):
@@ -46,6 +54,16 @@ def test_compress_writes_output(tiny_folder, tmp_path):
     manifest = json.loads((tmp_path / "o" / "slmkit.json").read_text())
     options = manifest["steps"][0]["options"]
     assert (options["sparsity"], options["scope"]) == (0.5, "layer")
+
+
+def test_compress_with_offload_writes_the_same_model_as_in_memory(tiny_folder, tmp_path):
+    args = ["compress", str(tiny_folder), "--method", "wanda", "--nsamples", "4", "--seqlen", "32"]
+    slm(*args, "--out", str(tmp_path / "memory"), check=True)
+    slm(*args, "--offload", "--out", str(tmp_path / "offload"), check=True)
+    memory, offload = (AutoModelForCausalLM.from_pretrained(tmp_path / name).state_dict() for name in ("memory", "offload"))
+    assert memory.keys() == offload.keys() and all(torch.equal(memory[k], offload[k]) for k in memory)
+    assert (tmp_path / "offload" / "model-layer-00000.safetensors").is_file()
+    assert json.loads((tmp_path / "offload" / "slmkit.json").read_text())["steps"][0]["options"]["offload"] is True
 
 
 def test_help_on_every_command():

@@ -15,7 +15,7 @@ from slmkit.cli import app
 from slmkit.errors import SlmError
 from slmkit.evaluate.report import comparison_rows
 from slmkit.recipe import describe, load_recipe, parse_recipe
-from slmkit.steps import all_steps, get_step
+from slmkit.steps import all_steps, get_step, offload_steps
 
 
 def print_summary(manifest: dict, out: Path) -> None:
@@ -93,6 +93,9 @@ def compress_command(
     ppl: Optional[str] = typer.Option(None, "--ppl", help="Also measure perplexity (dense vs compressed) on this data."),
     ppl_max_windows: int = typer.Option(8, "--ppl-max-windows"),
     profile: bool = typer.Option(False, "--profile", help="Also profile size and speed against the dense model."),
+    offload: bool = typer.Option(False, "--offload", help="Layer offload: keep the decoder layers on disk and process one "
+                                 "at a time, so the whole model is never in memory. Methods listing --offload below; a "
+                                 "safetensors model folder or the embedded model; format hf; no --ppl or --profile."),
 ) -> None:
     """Compress a model with one method; method options follow as --name value."""
     from slmkit.runner import run
@@ -100,6 +103,12 @@ def compress_command(
     step = get_step(method)
     format = format or getattr(step.options, "default_format", "hf")
     options = parse_extra_options(ctx.args)
+    if offload:
+        if not step.can_offload:
+            raise SlmError(f"--offload: {method} cannot run offloaded (methods that can: {', '.join(offload_steps())})")
+        if ppl or profile:
+            raise SlmError("--offload: --ppl and --profile load the whole model; evaluate the output afterwards with `slm eval`")
+        options["offload"] = True
     try:
         step.options.model_validate(options)
     except ValidationError as err:

@@ -1,14 +1,16 @@
 """Layer offload: keep decoder layers on disk so calibration needs memory for one layer only.
 
 `load_skeleton` builds a model whose decoder-layer parameters are on the meta device (no
-memory) and whose other parts (embeddings, final norm, LM head, rotary buffers) are loaded
-from the folder's safetensors. The layer-wise engine then calls `LayerOffload.load` before
-each layer and `release` after it: the changed layer is written to the output folder and its
+memory) and whose other parts (embeddings, final norm, LM head, rotary buffers) are
+memory-mapped from the folder's safetensors, so their pages are read only where used. The
+layer-wise engine (or a step's own loop over layers) calls `LayerOffload.load` before each
+layer and `release` after it: the changed layer is written to the output folder and its
 parameters go back to meta. `finish` completes the output as a plain Hugging Face folder.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 from pathlib import Path
 
@@ -48,12 +50,24 @@ def read_tensors(files: dict[str, Path], names: list[str]) -> dict[str, torch.Te
     return out
 
 
+def return_freed_memory() -> None:
+    """Hand freed heap pages back to the OS: glibc keeps them, so peak memory would otherwise grow layer by layer."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
 def load_skeleton(folder: str | Path, dtype: torch.dtype = torch.float32) -> nn.Module:
     """The model of `folder` with everything but the decoder layers' parameters in memory."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    from slmkit.models.loading import folder_layout
+
     folder = Path(folder)
     config = AutoConfig.from_pretrained(folder)
+    if folder_layout(str(folder)) != "hf" or getattr(config, "quantization_config", None):
+        raise SlmError(f"layer offload reads plain Hugging Face folders; {folder} holds a compressed or factorized model")
     with init_empty_weights(include_buffers=False):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     layers = anatomy_of(model).layers + "."
@@ -96,6 +110,7 @@ class LayerOffload:
         save_file(state, str(self.layer_file(index)), metadata={"format": "pt"})
         for name, _ in list(layer.named_parameters()):
             set_module_tensor_to_device(layer, name, "meta")
+        return_freed_memory()
 
     def finish(self, model: nn.Module, tokenizer=None) -> Path:
         """Write the non-layer weights, the shard index and config: `out` then loads with from_pretrained."""
@@ -118,16 +133,17 @@ class LayerOffload:
         return self.out
 
 
-def compress_offloaded(source: str | Path, out: str | Path, method: str, options, context, show_progress: bool = True) -> Path:
-    """Run a calibration-based pruning step with layers kept on disk; `out` becomes a plain HF folder."""
+def compress_offloaded(source: str | Path, out: str | Path, method: str, options, context, show_progress: bool = True,
+                       dtype: torch.dtype = torch.float32) -> Path:
+    """Run a pruning step with layers kept on disk; `out` becomes a plain HF folder."""
     from transformers import AutoTokenizer
 
-    from slmkit.steps import get_step
+    from slmkit.steps import get_step, offload_steps
 
     step = get_step(method)
-    if not step.uses_calibration:
-        raise SlmError(f"layer offload runs layer-wise calibration steps; '{method}' is not one")
-    model = load_skeleton(source)
+    if not step.can_offload:
+        raise SlmError(f"'{method}' cannot run with layer offload (steps that can: {', '.join(offload_steps())})")
+    model = load_skeleton(source, dtype)
     tokenizer = AutoTokenizer.from_pretrained(source)
     if context.tokenizer is None:
         context.tokenizer = tokenizer

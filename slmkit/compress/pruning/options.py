@@ -19,6 +19,7 @@ def parse_pattern(pattern: str) -> tuple[int, int]:
 
 SPARSITY = Field(0.5, ge=0.0, lt=1.0, description="fraction of weights set to zero (ignored with a pattern)")
 PATTERN = Field(None, description="N:M semi-structured pattern, e.g. 2:4 (N non-zeros per M inputs)")
+OFFLOAD = Field(False, description="layer offload: keep decoder layers on disk and load one at a time (safetensors folder source)")
 
 
 class PruningOptions(StepOptions):
@@ -32,9 +33,9 @@ class PruningOptions(StepOptions):
         return value
 
     @model_serializer(mode="wrap")
-    def _omit_unset_pattern(self, handler):
-        """Manifests and logs record a pattern only when one is used."""
-        return {k: v for k, v in handler(self).items() if not (k == "pattern" and v is None)}
+    def _omit_unused(self, handler):
+        """Manifests and logs record a pattern and layer offload only when used."""
+        return {k: v for k, v in handler(self).items() if not ((k == "pattern" and v is None) or (k == "offload" and not v))}
 
     @property
     def n_of_m(self) -> Optional[tuple[int, int]]:
@@ -52,6 +53,7 @@ class MagnitudeOptions(PruningOptions):
     sparsity: float = SPARSITY
     scope: Literal["row", "layer"] = Field("row", description="compare weights within each output row or the whole matrix")
     pattern: Optional[str] = PATTERN
+    offload: bool = OFFLOAD
 
 
 class ActivationPruningOptions(PruningOptions):
@@ -63,6 +65,7 @@ class ActivationPruningOptions(PruningOptions):
     owl_m: float = Field(5.0, gt=0.0, description="OWL outlier threshold: score > M × the layer's mean score")
     owl_lambda: float = Field(0.08, ge=0.0, lt=0.5, description="OWL: layer sparsities span target ± lambda")
     batch_size: int = Field(8, ge=1, description="calibration windows per forward pass")
+    offload: bool = OFFLOAD
 
     @field_validator("owl")
     @classmethod
