@@ -4,13 +4,16 @@ Requests queue in arrival order. When the thread is free it takes the next job; 
 decode and the engine can batch, every other decode waiting (up to `max_batch`) joins it in one
 `BatchDecoder`. Each request gets its own tokens as they come and leaves the batch when it stops
 or its client goes. Other work (speculative decoding, llama.cpp, log-probs, embeddings) runs
-alone; a new arrival waits for the running batch to finish.
+alone; a new arrival waits for the running batch to finish. When the queue empties, freed heap
+memory goes back to the OS, so the server's memory returns to its baseline after a burst.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import ctypes
+import os
 import threading
 from typing import Any, AsyncIterator, Callable, Iterable
 
@@ -22,6 +25,13 @@ class WorkerBusy(Exception):
 
 
 _DONE = object()
+_MALLOC_TRIM = getattr(ctypes.CDLL(None), "malloc_trim", None) if os.name == "posix" else None  # glibc only
+
+
+def release_memory() -> None:
+    """Hand freed heap memory back to the OS (glibc otherwise keeps it for reuse); a no-op elsewhere."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 class Job:
@@ -109,6 +119,8 @@ class Worker:
                     job.send(err)
             finally:
                 self.active = 0
+            if not self.pending:
+                release_memory()
 
     def _take(self) -> list[Job]:
         """The next live job; when it is a decode, with the other decodes waiting (up to `max_batch`)."""
