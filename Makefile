@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-all install clean
+.PHONY: demo test test-all install install-llamacpp clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The llama.cpp serving backend (`slm serve --backend llama.cpp`): llama-cpp-python builds from source (~4 min).
+install-llamacpp: $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[llamacpp]"
 
 demo: $(STAMP)
 	$(BIN)/slm run slmkit/recipes/quickstart.yaml --out out/quickstart

@@ -2,6 +2,7 @@
 
     python bench/collab.py            # quick mode (minutes)
     python bench/collab.py --full     # more prompts, tokens, questions, the 32 x 20 load test
+    python bench/collab.py --full --skip speculative privacy cascade --max-batch 1   # load test only, no batching
 
 Speculative decoding: target = dense SmolLM2-135M; drafts = int8 and int4 copies of it made by slmkit (the same
 tokenizer), run by slmkit's speculative loop and by transformers' assisted generation on the
@@ -186,6 +187,9 @@ def bench_load(url: str, pid: int, clients: int, requests: int, max_tokens: int)
     import psutil
 
     proc = psutil.Process(pid)
+    rss_cold = proc.memory_info().rss
+    warm = openai.OpenAI(base_url=url, api_key="x", max_retries=0, timeout=600)
+    warm.chat.completions.create(model="m", messages=[{"role": "user", "content": "Hello."}], max_tokens=max_tokens)
     rss_before = proc.memory_info().rss
     latencies, errors = [], []
     lock = threading.Lock()
@@ -212,10 +216,13 @@ def bench_load(url: str, pid: int, clients: int, requests: int, max_tokens: int)
     wall = time.perf_counter() - start
     time.sleep(2)
     rss_after = proc.memory_info().rss
+    stats = httpx.get(f"{url}/stats", timeout=10).json()
     q = statistics.quantiles(latencies, n=20) if len(latencies) > 1 else [float("nan")] * 19
-    return {"clients": clients, "requests": clients * requests, "max_tokens": max_tokens, "errors": len(errors),
+    return {"clients": clients, "requests": clients * requests, "max_tokens": max_tokens, "max_batch": stats["max_batch"],
+            "mean_batch": stats["mean_batch_size"], "errors": len(errors),
             "p50_s": statistics.median(latencies) if latencies else float("nan"), "p95_s": q[18], "wall_s": wall,
-            "req_s": len(latencies) / wall, "rss_before_mb": rss_before / 2**20, "rss_after_mb": rss_after / 2**20}
+            "req_s": len(latencies) / wall, "rss_cold_mb": rss_cold / 2**20, "rss_before_mb": rss_before / 2**20,
+            "rss_after_mb": rss_after / 2**20}
 
 
 def fmt(value) -> str:
@@ -238,6 +245,8 @@ def main() -> None:
     parser.add_argument("--out", default="/tmp/slmkit-bench-collab")
     parser.add_argument("--skip", nargs="*", default=[], choices=["speculative", "privacy", "cascade", "load"])
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest on shared cores)")
+    parser.add_argument("--max-batch", type=int, default=None, help="the server's --max-batch (default: its own)")
+    parser.add_argument("--load-requests", type=int, default=None, help="requests per load-test client (default 20 full, 2 quick)")
     args = parser.parse_args()
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -254,7 +263,8 @@ def main() -> None:
         print(f"## privacy proxy, presidio synth v2 ({n_train} train / {n_test} held-out records, split by template)\n"
               + table(rows) + "\n", flush=True)
     if not {"cascade", "load"} <= set(args.skip):
-        server = start_server("smollm2-135m", args.port, "--name", "llm")
+        batching = ["--max-batch", str(args.max_batch)] if args.max_batch else []
+        server = start_server("smollm2-135m", args.port, "--name", "llm", *batching)
         url = f"http://127.0.0.1:{args.port}/v1"
         try:
             if "cascade" not in args.skip:
@@ -264,6 +274,7 @@ def main() -> None:
                       + table([res]) + "\n", flush=True)
             if "load" not in args.skip:
                 clients, requests, max_tokens = (32, 20, 8) if args.full else (32, 2, 4)
+                requests = args.load_requests or requests
                 res = bench_load(url, server.pid, clients, requests, max_tokens)
                 results["load"] = res
                 print("## load test (slm serve smollm2-135m, transformers backend)\n" + table([res]) + "\n", flush=True)

@@ -2,9 +2,11 @@
 
 A prefill forward that keeps only the last position's logits, then one forward per new
 token against a static KV cache allocated once for prompt + new tokens (no per-step
-concatenation), with explicit cache positions. Setting SLMKIT_COMPILE=1 also runs the
-one-token step through `torch.compile` (fixed shapes thanks to the static cache). Every
-model, float or packed, goes through this same loop, so speed ratios measured here are honest.
+concatenation), with explicit cache positions. Several prompts decode together in one
+left-padded batch (`BatchDecoder`, used by the server); a single prompt is a batch of one.
+Setting SLMKIT_COMPILE=1 also runs the one-token step through `torch.compile` (fixed shapes
+thanks to the static cache). Every model, float or packed, goes through this same loop, so
+speed ratios measured here are honest.
 """
 
 from __future__ import annotations
@@ -65,26 +67,85 @@ def decode_step(model):
     return _compiled[id(model)]
 
 
-@torch.inference_mode()
+class BatchDecoder:
+    """Decode several prompts together: left-padded into one batch with one KV cache, each row stopping on its own.
+
+    `step()` returns the next token of every request still decoding; a request leaves the batch after a
+    stop token, at its `max_new_tokens`, or when `drop()`ped, and the batch shrinks with it. Greedy rows
+    get the same tokens as decoding alone (padding is masked and positions count from each prompt's start).
+    """
+
+    @torch.inference_mode()
+    def __init__(self, model, prompts: list[list[int]], params: list[SamplingParams]):
+        self.model, self.params = model, params
+        self.generators = [torch.Generator().manual_seed(p.seed) if p.seed is not None else None for p in params]
+        self.produced = [0] * len(prompts)
+        self.stopped: set[int] = set()
+        self.rows = list(range(len(prompts)))  # batch row -> request index, for the rows still in the batch
+        self.device = next(model.parameters()).device
+        width = max(len(p) for p in prompts)
+        total = width + max(p.max_new_tokens for p in params) + 1
+        pads = torch.tensor([width - len(p) for p in prompts])
+        ids = torch.tensor([[0] * (width - len(p)) + list(p) for p in prompts], device=self.device)
+        self.mask = (torch.arange(total) >= pads[:, None]).long().to(self.device) if pads.any() else None
+        self.positions = (torch.arange(width) - pads[:, None]).clamp(min=0).to(self.device)
+        self.cache = kv_cache(model, total)
+        self.cache_position = torch.arange(width, device=self.device)
+        self.logits = self._forward(model, ids, logits_to_keep=1)
+        self.positions, self.cache_position = self.positions[:, -1:] + 1, self.cache_position[-1:] + 1
+        self.pending: torch.Tensor | None = None  # the tokens of the last step, not yet run through the model
+
+    @property
+    def live(self) -> list[int]:
+        """Requests still decoding."""
+        return [r for r in self.rows if r not in self.stopped]
+
+    def drop(self, request: int) -> None:
+        """Stop decoding a request (its consumer has gone)."""
+        self.stopped.add(request)
+
+    @torch.inference_mode()
+    def step(self) -> dict[int, int]:
+        """One new token for every live request: {request index: token id}."""
+        if self.pending is not None:
+            self._shrink()
+            if not self.rows:
+                return {}
+            self.logits = self._forward(decode_step(self.model), self.pending)
+            self.positions, self.cache_position = self.positions + 1, self.cache_position + 1
+        tokens = {}
+        for row, request in enumerate(self.rows):
+            params = self.params[request]
+            token = int(next_token(self.logits[row: row + 1], params, self.generators[request]).item())
+            tokens[request] = token
+            self.produced[request] += 1
+            if token in params.stop_token_ids or self.produced[request] >= params.max_new_tokens:
+                self.stopped.add(request)
+        self.pending = torch.tensor([[tokens[r]] for r in self.rows], device=self.device)
+        return tokens
+
+    def _forward(self, step, ids: torch.Tensor, **kwargs) -> torch.Tensor:
+        return step(ids, attention_mask=self.mask, position_ids=self.positions, past_key_values=self.cache,
+                    use_cache=True, cache_position=self.cache_position, **kwargs).logits[:, -1]
+
+    def _shrink(self) -> None:
+        """Take finished and dropped requests out of the batch (and out of the KV cache)."""
+        keep = [row for row, request in enumerate(self.rows) if request not in self.stopped]
+        if len(keep) == len(self.rows):
+            return
+        self.rows = [self.rows[row] for row in keep]
+        if keep:
+            index = torch.tensor(keep, device=self.device)
+            self.cache.reorder_cache(index)
+            self.pending, self.positions = self.pending[index], self.positions[index]
+            self.mask = self.mask[index] if self.mask is not None else None
+
+
 def stream_tokens(model, input_ids: torch.Tensor, params: SamplingParams) -> Iterator[int]:
     """Yield new token ids one by one for a single prompt ([1, T] ids)."""
-    generator = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
-    device = next(model.parameters()).device
-    length = input_ids.shape[1]
-    cache = kv_cache(model, length + params.max_new_tokens + 1)
-    position = torch.arange(length, device=device)
-    logits = model(input_ids.to(device), past_key_values=cache, use_cache=True, cache_position=position,
-                   logits_to_keep=1).logits[:, -1]
-    step = decode_step(model)
-    position = position[-1:] + 1
-    for _ in range(params.max_new_tokens):
-        token = next_token(logits, params, generator)
-        value = int(token.item())
-        yield value
-        if value in params.stop_token_ids:
-            return
-        logits = step(token, past_key_values=cache, use_cache=True, cache_position=position).logits[:, -1]
-        position = position + 1
+    decoder = BatchDecoder(model, [input_ids[0].tolist()], [params])
+    while decoder.live:
+        yield decoder.step()[0]
 
 
 def generate_ids(model, input_ids: torch.Tensor, params: SamplingParams) -> list[int]:

@@ -1,6 +1,7 @@
+import pytest
 import torch
 
-from slmkit.generation import SamplingParams, generate_ids, stream_tokens
+from slmkit.generation import BatchDecoder, SamplingParams, generate_ids, stream_tokens
 from tiny import tiny_model
 
 
@@ -20,3 +21,38 @@ def test_sampling_is_reproducible_under_a_seed_and_stops_on_stop_ids():
     first = generate_ids(model, prompt, SamplingParams(max_new_tokens=10))
     stopped = list(stream_tokens(model, prompt, SamplingParams(max_new_tokens=10, stop_token_ids=(first[2],))))
     assert stopped == first[: first.index(first[2]) + 1]
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3_text", "gpt2"])
+def test_batch_decoding_matches_each_prompt_alone(family):
+    model = tiny_model(family, seed=1)
+    gen = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(1, 300, (n,), generator=gen).tolist() for n in (3, 11, 7, 1)]
+    greedy = generate_ids(model, torch.tensor([prompts[2]]), SamplingParams(max_new_tokens=10))
+    params = [SamplingParams(max_new_tokens=12), SamplingParams(max_new_tokens=4),
+              SamplingParams(max_new_tokens=10, stop_token_ids=(greedy[3],)),
+              SamplingParams(max_new_tokens=9, temperature=1.0, top_p=0.9, seed=3)]
+    alone = [generate_ids(model, torch.tensor([p]), q) for p, q in zip(prompts, params)]
+    decoder = BatchDecoder(model, prompts, params)
+    together = [[] for _ in prompts]
+    while decoder.live:
+        for request, token in decoder.step().items():
+            together[request].append(token)
+    assert together == alone
+    assert [len(t) for t in together] == [12, 4, greedy.index(greedy[3]) + 1, 9]
+
+
+def test_dropped_request_leaves_the_batch_and_the_rest_carry_on():
+    model = tiny_model("llama", seed=1)
+    prompts = [[5, 6, 7], [8, 9, 10, 11, 12]]
+    decoder = BatchDecoder(model, prompts, [SamplingParams(max_new_tokens=8)] * 2)
+    out = [[], []]
+    for _ in range(2):
+        for request, token in decoder.step().items():
+            out[request].append(token)
+    decoder.drop(1)
+    while decoder.live:
+        step = decoder.step()
+        assert list(step) == [0] and decoder.rows == [0]  # the batch (and its KV cache) shrank to one row
+        out[0].append(step[0])
+    assert out == [generate_ids(model, torch.tensor([p]), SamplingParams(max_new_tokens=n)) for p, n in zip(prompts, (8, 2))]

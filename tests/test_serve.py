@@ -108,14 +108,15 @@ def test_bad_requests_get_openai_errors(client, server):
         client.completions.create(model="tiny", prompt="hi", temperature=5)
 
 
-def test_concurrent_requests_are_queued(client, server):
-    errors, texts = [], []
+def test_concurrent_requests_all_get_their_own_answer(client, server):
+    engine = server.server.config.app.state.engine
+    errors, texts = [], {}
 
     def worker(i):
         try:
-            for _ in range(2):
-                texts.append(client.completions.create(model="tiny", prompt=f"x = {i}", max_tokens=4, temperature=0)
-                             .choices[0].text)
+            kwargs = dict(model="tiny", prompt=f"x = {i}", max_tokens=4, temperature=0)
+            texts[i, "whole"] = client.completions.create(**kwargs).choices[0].text
+            texts[i, "stream"] = "".join(c.choices[0].text for c in client.completions.create(stream=True, **kwargs))
         except Exception as e:  # noqa: BLE001 - collected and asserted below
             errors.append(e)
 
@@ -125,7 +126,9 @@ def test_concurrent_requests_are_queued(client, server):
     for t in threads:
         t.join(timeout=120)
     assert not errors and len(texts) == 16
-    assert httpx.get(server.base + "/health").json()["queue"] == 0
+    assert all(text == engine.decode(done_ids(engine, f"x = {i}", 4)) for (i, _), text in texts.items())
+    health = httpx.get(server.base + "/health").json()
+    assert health["queue"] == 0 and health["max_batch"] == 8 and health["decode_batches"] >= 1
 
 
 def test_slm_serve_command_in_subprocess(tiny_dir):

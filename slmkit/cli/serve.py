@@ -26,6 +26,7 @@ def serve_command(
     privacy_tagger: Optional[str] = typer.Option(None, "--privacy-tagger", help="Also hide names/organisations/addresses with a tagger from `slm route pii-train`."),
     name: Optional[str] = typer.Option(None, "--name", help="Model id reported by /v1/models (default: MODEL)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch intra-op threads (default: torch's choice)."),
+    max_batch: int = typer.Option(8, "--max-batch", min=1, help="Decode up to this many waiting requests together (1: one at a time)."),
 ) -> None:
     """Serve MODEL over HTTP with the OpenAI API (/v1/chat/completions, /v1/completions, /v1/models)."""
     import uvicorn
@@ -38,6 +39,7 @@ def serve_command(
 
     server = build_app(model, backend=backend, api_key=api_key, draft=draft, upstream=upstream,
                        upstream_model=upstream_model, cascade_threshold=cascade_threshold, cascade_metric=cascade_metric,
-                       router=router, privacy=privacy or bool(privacy_tagger), privacy_tagger=privacy_tagger, name=name)
+                       router=router, privacy=privacy or bool(privacy_tagger), privacy_tagger=privacy_tagger, name=name,
+                       max_batch=max_batch)
     typer.echo(f"serving {model} on http://{host}:{port}/v1", err=True)
     uvicorn.run(server, host=host, port=port, log_level="warning")

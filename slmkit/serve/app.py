@@ -18,7 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from slmkit.generation import SamplingParams
-from slmkit.serve.engine import Worker, WorkerBusy
+from slmkit.serve.worker import Worker, WorkerBusy
 
 MAX_BODY_BYTES = 1 << 20
 
@@ -119,11 +119,13 @@ class TextAssembler:
 
 
 def create_app(engine, collaboration: Collaboration | None = None, api_key: str | None = None,
-               max_body_bytes: int = MAX_BODY_BYTES, max_queue: int = 512) -> FastAPI:
-    """Build the app around an engine (see slmkit.serve.engine); `api_key` enables bearer auth."""
+               max_body_bytes: int = MAX_BODY_BYTES, max_queue: int = 512, max_batch: int = 8) -> FastAPI:
+    """Build the app around an engine (see slmkit.serve.engine); `api_key` enables bearer auth.
+
+    Up to `max_batch` waiting requests are decoded together (1 turns batching off)."""
     app = FastAPI(title="slmkit", docs_url=None, redoc_url=None)
     collab = collaboration or Collaboration()
-    worker = Worker(max_queue=max_queue)
+    worker = Worker(engine, max_queue=max_queue, max_batch=max_batch)
     counters = Counters()
     started = time.time()
     app.state.engine, app.state.worker, app.state.counters, app.state.collab = engine, worker, counters, collab
@@ -166,7 +168,9 @@ def create_app(engine, collaboration: Collaboration | None = None, api_key: str 
     def stats() -> dict:
         out = {"requests": counters.requests, "answered_local": counters.answered_local,
                "answered_upstream": counters.answered_upstream, "prompt_tokens": counters.prompt_tokens,
-               "completion_tokens": counters.completion_tokens, "errors": {str(k): v for k, v in counters.errors.items()}}
+               "completion_tokens": counters.completion_tokens, "errors": {str(k): v for k, v in counters.errors.items()},
+               "max_batch": worker.max_batch, "decode_batches": worker.batches,
+               "mean_batch_size": round(worker.batched / worker.batches, 2) if worker.batches else 0.0}
         if collab.upstream is not None:
             out.update(collab.upstream.stats())
         if engine.speculative_stats is not None:
@@ -254,7 +258,7 @@ def create_app(engine, collaboration: Collaboration | None = None, api_key: str 
 
     async def local_tokens(ids: list[int], params: SamplingParams) -> AsyncIterator[int]:
         try:
-            async for token in worker.iterate(lambda: engine.stream(ids, params)):
+            async for token in worker.decode(ids, params):
                 yield token
         except WorkerBusy as err:
             raise ApiError(429, f"server busy: {err}", type_="rate_limit_error") from None

@@ -33,7 +33,7 @@ def load_engine(model: str, backend: str = "transformers", draft: str | None = N
 def build_app(model: str, backend: str = "transformers", api_key: str | None = None, draft: str | None = None,
               upstream: str | None = None, upstream_model: str | None = None, cascade_threshold: float | None = None,
               cascade_metric: str = "mean", router: str | None = None, privacy: bool = False, privacy_tagger: str | None = None, name: str | None = None,
-              upstream_timeout: float = 60.0, upstream_retries: int = 3):
+              upstream_timeout: float = 60.0, upstream_retries: int = 3, max_batch: int = 8):
     """A ready FastAPI app; the API key falls back to $SLMKIT_API_KEY."""
     if cascade_threshold is not None and router:
         raise SlmError("choose one of --cascade-threshold and --router, not both")
@@ -66,4 +66,4 @@ def build_app(model: str, backend: str = "transformers", api_key: str | None = N
             raise SlmError("--privacy-tagger needs the transformers backend (the tagger reads the model's hidden states)")
         model_, tokenizer_ = (engine.model, engine.tokenizer) if privacy_tagger else (None, None)
         collab.privacy = PrivacyProxy.default(privacy_tagger, model_, tokenizer_)
-    return create_app(engine, collab, api_key=api_key or os.environ.get(API_KEY_ENV))
+    return create_app(engine, collab, api_key=api_key or os.environ.get(API_KEY_ENV), max_batch=max_batch)

@@ -1,20 +1,16 @@
 """What the server needs from a local model: prompt ids, a token stream, answer log-probs and a prompt embedding.
 
-`TransformersEngine` runs any slmkit-loadable model through the lean decode loop (or speculative
-decoding with a draft). `Worker` runs all model work on one thread, in arrival order, so
-concurrent requests queue instead of fighting over two CPU cores.
+`TransformersEngine` runs any slmkit-loadable model through the lean decode loop, several prompts
+at once (`batch_decoder`), or through speculative decoding with a draft (one prompt at a time).
 """
 
 from __future__ import annotations
 
-import asyncio
-import queue
-import threading
-from typing import Any, AsyncIterator, Callable, Iterable, Iterator
+from typing import Iterator
 
 import torch
 
-from slmkit.generation import SamplingParams, stop_ids, stream_tokens
+from slmkit.generation import BatchDecoder, SamplingParams, stop_ids, stream_tokens
 
 
 class TransformersEngine:
@@ -31,6 +27,11 @@ class TransformersEngine:
         self.context_length = int(getattr(model.config, "max_position_embeddings", None) or 2048)
         self.stop_token_ids = stop_ids(tokenizer)
         self.speculative_stats = None
+
+    @property
+    def can_batch(self) -> bool:
+        """Prompts decode together unless a draft drives speculative decoding."""
+        return self.draft is None
 
     def chat_ids(self, messages: list[dict]) -> list[int]:
         if getattr(self.tokenizer, "chat_template", None):
@@ -54,6 +55,9 @@ class TransformersEngine:
         self.speculative_stats = SpeculativeStats()
         return speculative_stream(self.model, self.draft, prompt, params, k=self.draft_k, stats=self.speculative_stats)
 
+    def batch_decoder(self, prompts: list[list[int]], params: list[SamplingParams]) -> BatchDecoder:
+        return BatchDecoder(self.model, prompts, params)
+
     @torch.inference_mode()
     def answer_logprobs(self, ids: list[int], answer: list[int]) -> list[float]:
         """Log-probability the model gives each answer token after the prompt (one teacher-forced forward)."""
@@ -68,73 +72,3 @@ class TransformersEngine:
         from slmkit.collab.router import prompt_embedding
 
         return prompt_embedding(self.model, torch.tensor([ids]))
-
-
-class WorkerBusy(Exception):
-    """The request queue is full."""
-
-
-_DONE = object()
-
-
-class Worker:
-    """One thread that runs model jobs in arrival order and streams their items back to asyncio."""
-
-    def __init__(self, max_queue: int = 512):
-        self.jobs: queue.Queue = queue.Queue()
-        self.max_queue = max_queue
-        self.active = 0
-        threading.Thread(target=self._loop, name="slmkit-model-worker", daemon=True).start()
-
-    @property
-    def waiting(self) -> int:
-        return self.jobs.qsize()
-
-    async def iterate(self, make: Callable[[], Iterable[Any]]) -> AsyncIterator[Any]:
-        """Run `make()` on the worker thread and yield its items; stops the job early if the consumer leaves."""
-        if self.jobs.qsize() >= self.max_queue:
-            raise WorkerBusy(f"{self.jobs.qsize()} requests already waiting")
-        loop = asyncio.get_running_loop()
-        out: asyncio.Queue = asyncio.Queue()
-        cancelled = threading.Event()
-        self.jobs.put((make, loop, out, cancelled))
-        try:
-            while True:
-                item = await out.get()
-                if item is _DONE:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            cancelled.set()
-
-    async def call(self, fn: Callable[[], Any]) -> Any:
-        async for item in self.iterate(lambda: [fn()]):
-            return item
-
-    def _loop(self) -> None:
-        while True:
-            make, loop, out, cancelled = self.jobs.get()
-            if cancelled.is_set():
-                continue
-            self.active += 1
-            try:
-                for item in make():
-                    if cancelled.is_set() or not _send(loop, out, item):
-                        break
-                else:
-                    _send(loop, out, _DONE)
-            except Exception as err:  # handed to the request that caused it, never kills the worker
-                _send(loop, out, err)
-            finally:
-                self.active -= 1
-
-
-def _send(loop, out: asyncio.Queue, item) -> bool:
-    """Hand an item to the waiting request; False when its event loop is gone."""
-    try:
-        loop.call_soon_threadsafe(out.put_nowait, item)
-        return True
-    except RuntimeError:
-        return False

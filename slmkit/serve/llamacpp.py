@@ -30,6 +30,7 @@ def gguf_path(spec: str):
 class LlamaCppEngine:
     backend = "llama.cpp"
     speculative_stats = None
+    can_batch = False  # one llama context: requests run one at a time
 
     def __init__(self, llama, tokenizer, name: str):
         self.llama, self.tokenizer, self.name = llama, tokenizer, name
