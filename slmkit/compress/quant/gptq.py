@@ -77,12 +77,24 @@ class GPTQ:
         self.n_of_m = (of - kept, of) if options.pattern else None  # obs_sweep takes (pruned, of)
 
     def apply(self, index, layer, stats) -> None:
+        # Linears reading the same input (q/k/v, gate/up) share H, and GPTQ treats rows
+        # independently given H: one sweep over their stacked rows is the same computation as
+        # one sweep each, with a third of the Cholesky factorisations and column-loop steps.
+        # (Not with unstructured pruning: its per-block mask budget would then be shared across Linears.)
         o = self.options
+        by_input: dict[int, list[str]] = {}
         for path, stat in stats.items():
-            weight = linear_weight(get_module(layer, path))
-            codes, scale, zero = gptq_codes(weight, stat.gram, self.spec, o.act_order, o.damp, o.blocksize,
-                                            o.sparsity, self.n_of_m)
-            replace_with_quant(layer, path, codes, scale, zero, self.spec.bits, group_size=self.spec.group_size)
+            by_input.setdefault(id(stat) if not o.sparsity else id(path), []).append(path)
+        for paths in by_input.values():
+            weights = [linear_weight(get_module(layer, p)) for p in paths]
+            codes, scale, zero = gptq_codes(torch.cat([w.detach().float() for w in weights]), stats[paths[0]].gram,
+                                            self.spec, o.act_order, o.damp, o.blocksize, o.sparsity, self.n_of_m)
+            start = 0
+            for path, weight in zip(paths, weights):
+                rows = slice(start, start + weight.shape[0])
+                replace_with_quant(layer, path, codes[rows], scale[rows], zero[rows], self.spec.bits,
+                                   group_size=self.spec.group_size)
+                start += weight.shape[0]
 
 
 def gptq_quantize(model, tokenizer, options: GPTQOptions, context):
