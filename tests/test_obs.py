@@ -32,3 +32,14 @@ def test_n_of_m_pattern_holds_in_every_group():
     new, mask = obs_sweep(torch.randn(8, 64), x.T @ x / len(x), n_of_m=(2, 4), blocksize=32)
     assert torch.all(mask.view(8, 16, 4).sum(-1) == 2)
     assert torch.all((new.view(8, 16, 4) != 0).sum(-1) <= 2)
+
+
+def test_stacked_sweep_with_segments_equals_separate_sweeps():
+    x = correlated_inputs()
+    h = x.T @ x / len(x)
+    q, k = torch.randn(32, 64), torch.randn(8, 64) * 3  # different scales: a shared budget would favour one
+    apart = [obs_sweep(w, h, sparsity=0.5, blocksize=16) for w in (q, k)]
+    stacked, mask = obs_sweep(torch.cat([q, k]), h, sparsity=0.5, blocksize=16, segments=[32, 8])
+    torch.testing.assert_close(stacked, torch.cat([a[0] for a in apart]), rtol=1e-4, atol=1e-5)
+    assert torch.equal(mask, torch.cat([a[1] for a in apart]))
+    assert mask[32:].sum().item() == k.numel() // 2

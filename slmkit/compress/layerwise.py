@@ -146,6 +146,14 @@ def linear_groups(anatomy: Anatomy) -> list[list[str]]:
     return [attn_in, [anatomy.attn["o"]], mlp_in, [anatomy.mlp["down"]]]
 
 
+def paths_by_input(stats: dict[str, LinearStats]) -> list[list[str]]:
+    """The paths of `stats` grouped by shared statistics object (Linears reading the same input)."""
+    groups: dict[int, list[str]] = {}
+    for path, stat in stats.items():
+        groups.setdefault(id(stat), []).append(path)
+    return list(groups.values())
+
+
 def in_features(module: nn.Module) -> int:
     return module.weight.shape[0] if is_conv1d(module) else module.in_features
 

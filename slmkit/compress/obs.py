@@ -75,11 +75,15 @@ def obs_sweep(
     quantizer: ColumnQuantizer | None = None,
     blocksize: int = 128,
     damp: float = 0.01,
+    segments: list[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Prune (unstructured `sparsity`, or N of every M consecutive inputs) and/or quantize W.
 
     Returns (new weight [out, in] float32, mask of pruned weights). The unstructured mask is
     chosen per block by the OBS saliency w² / [H⁻¹]²_jj, exactly int(sparsity · size) per block.
+    Rows are independent given H, so Linears sharing an input can be swept as one stacked W;
+    `segments` (their row counts) then keeps the per-block mask budget per Linear, making the
+    stacked sweep equal to separate ones.
     """
     W = weight.detach().float().clone(memory_format=torch.contiguous_format)  # Conv1D views are transposed
     rows, columns = W.shape
@@ -97,9 +101,10 @@ def obs_sweep(
         diag = torch.diag(Hinv1)
         if n_of_m is None and sparsity > 0:
             saliency = W1.pow(2) / diag.pow(2).unsqueeze(0)
-            k = int(saliency.numel() * sparsity)
-            if k:
-                mask1.view(-1)[saliency.flatten().topk(k, largest=False).indices] = True
+            for part, part_mask in zip(saliency.split(segments or [rows]), mask1.split(segments or [rows])):
+                k = int(part.numel() * sparsity)
+                if k:
+                    part_mask.view(-1)[part.flatten().topk(k, largest=False).indices] = True
         with one_thread():
             for i in range(i2 - i1):
                 col = i1 + i

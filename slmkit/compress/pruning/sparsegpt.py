@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from slmkit.compress.layerwise import LinearStats, run_layerwise
+from slmkit.compress.layerwise import LinearStats, paths_by_input, run_layerwise
 from slmkit.compress.obs import obs_sweep
 from slmkit.compress.pruning.options import SparseGPTOptions
 from slmkit.compress.pruning.owl import layer_sparsities
@@ -29,12 +29,16 @@ class SparseGPT:
     def apply(self, index: int, layer, stats: dict[str, LinearStats]) -> None:
         o = self.options
         pruned_of_m = (o.n_of_m[1] - o.n_of_m[0], o.n_of_m[1]) if o.n_of_m else None
-        for path, s in stats.items():
-            weight = linear_weight(get_module(layer, path))
-            if pruned_of_m and weight.shape[1] % pruned_of_m[1]:
-                raise SlmError(f"pattern {o.pattern} needs in_features divisible by {pruned_of_m[1]}; {path} has {weight.shape[1]}")
-            new, _ = obs_sweep(weight, s.gram, self.sparsities[index], pruned_of_m, None, o.blocksize, o.damp)
-            weight.copy_(new.to(weight.dtype))
+        for paths in paths_by_input(stats):  # q/k/v and gate/up: one stacked sweep, masks budgeted per Linear
+            weights = [linear_weight(get_module(layer, p)) for p in paths]
+            if pruned_of_m and weights[0].shape[1] % pruned_of_m[1]:
+                raise SlmError(f"pattern {o.pattern} needs in_features divisible by {pruned_of_m[1]}; "
+                               f"{paths[0]} has {weights[0].shape[1]}")
+            new, _ = obs_sweep(torch.cat([w.detach().float() for w in weights]), stats[paths[0]].gram,
+                               self.sparsities[index], pruned_of_m, None, o.blocksize, o.damp,
+                               segments=[w.shape[0] for w in weights])
+            for weight, rows in zip(weights, new.split([w.shape[0] for w in weights])):
+                weight.copy_(rows.to(weight.dtype))
 
 
 def sparsegpt_prune(model, tokenizer, options: SparseGPTOptions, context, show_progress: bool = True, offload=None):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from slmkit.compress.layerwise import run_layerwise
+from slmkit.compress.layerwise import paths_by_input, run_layerwise
 from slmkit.compress.obs import obs_sweep
 from slmkit.compress.quant.grid import QuantSpec, check_group_size, grid_params, to_codes
 from slmkit.compress.quant.linear import replace_with_quant
@@ -52,7 +52,8 @@ class GroupQuantizer:
 
 def gptq_codes(weight: torch.Tensor, hessian: torch.Tensor, spec: QuantSpec, act_order: bool = False,
                damp: float = 0.01, blocksize: int = 128, sparsity: float = 0.0,
-               n_of_m: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               n_of_m: tuple[int, int] | None = None,
+               segments: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """GPTQ one weight [out, in] given its input Hessian; returns (codes, scale, zero) like `quantize_rtn`."""
     W = weight.detach().float()
     perm = None
@@ -61,7 +62,8 @@ def gptq_codes(weight: torch.Tensor, hessian: torch.Tensor, spec: QuantSpec, act
     quantizer = GroupQuantizer(spec, W, perm)
     H = hessian if perm is None else hessian[perm][:, perm]
     Wp = W if perm is None else W[:, perm]
-    obs_sweep(Wp, H, sparsity=sparsity, n_of_m=n_of_m, quantizer=quantizer, blocksize=blocksize, damp=damp)
+    obs_sweep(Wp, H, sparsity=sparsity, n_of_m=n_of_m, quantizer=quantizer, blocksize=blocksize, damp=damp,
+              segments=segments)
     return quantizer.codes, quantizer.scale, quantizer.zero.to(torch.uint8)
 
 
@@ -80,15 +82,12 @@ class GPTQ:
         # Linears reading the same input (q/k/v, gate/up) share H, and GPTQ treats rows
         # independently given H: one sweep over their stacked rows is the same computation as
         # one sweep each, with a third of the Cholesky factorisations and column-loop steps.
-        # (Not with unstructured pruning: its per-block mask budget would then be shared across Linears.)
         o = self.options
-        by_input: dict[int, list[str]] = {}
-        for path, stat in stats.items():
-            by_input.setdefault(id(stat) if not o.sparsity else id(path), []).append(path)
-        for paths in by_input.values():
+        for paths in paths_by_input(stats):
             weights = [linear_weight(get_module(layer, p)) for p in paths]
             codes, scale, zero = gptq_codes(torch.cat([w.detach().float() for w in weights]), stats[paths[0]].gram,
-                                            self.spec, o.act_order, o.damp, o.blocksize, o.sparsity, self.n_of_m)
+                                            self.spec, o.act_order, o.damp, o.blocksize, o.sparsity, self.n_of_m,
+                                            segments=[w.shape[0] for w in weights])
             start = 0
             for path, weight in zip(paths, weights):
                 rows = slice(start, start + weight.shape[0])
