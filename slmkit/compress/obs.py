@@ -16,6 +16,8 @@ from typing import Iterator, Protocol
 
 import torch
 
+from slmkit.compress.pruning.mask import lowest_k_mask
+
 
 class ColumnQuantizer(Protocol):
     """Quantizes one column at a time; may (re)compute its scales at group starts."""
@@ -96,10 +98,7 @@ def obs_sweep(
         mask1 = torch.zeros_like(W1, dtype=torch.bool)
         diag = torch.diag(Hinv1)
         if n_of_m is None and sparsity > 0:
-            saliency = W1.pow(2) / diag.pow(2).unsqueeze(0)
-            k = int(saliency.numel() * sparsity)
-            if k:
-                mask1.view(-1)[saliency.flatten().topk(k, largest=False).indices] = True
+            mask1 = lowest_k_mask(W1.pow(2) / diag.pow(2).unsqueeze(0), sparsity, scope="layer")
         with one_thread():
             for i in range(i2 - i1):
                 col = i1 + i
