@@ -66,6 +66,18 @@ def test_nm_checker_rejects_a_crowded_group():
     assert not nm_mask(torch.randn(3, 8), 2, 4).view(3, 2, 4).sum(-1).ne(2).any()
 
 
+@pytest.mark.parametrize("scope", ["row", "layer"])
+def test_equal_scores_are_pruned_lowest_index_first(scope):
+    """Wanda's reference ranks scores with a stable sort; exact float ties (common: |w| has few
+    distinct values) must be broken the same way, not by whatever the top-k kernel picks."""
+    scores = torch.randint(0, 4, (32, 96), generator=torch.Generator().manual_seed(0)).float()
+    mask = lowest_k_mask(scores, 0.5, scope)
+    rows = scores if scope == "row" else scores.view(1, -1)
+    pruned, index = mask.view_as(rows), torch.arange(rows.shape[1]).expand_as(rows)
+    order = rows * rows.shape[1] + index  # score first, then position
+    assert torch.all(order.masked_fill(~pruned, -1).amax(1) < order.masked_fill(pruned, float("inf")).amin(1))
+
+
 def correlated_inputs(n=4096, d=128, seed=0):
     g = torch.Generator().manual_seed(seed)
     mix = torch.randn(d, d, generator=g) / d**0.5 + torch.eye(d)

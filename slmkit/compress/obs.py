@@ -16,6 +16,8 @@ from typing import Iterator, Protocol
 
 import torch
 
+from slmkit.compress.pruning.mask import lowest_k_mask
+
 
 class ColumnQuantizer(Protocol):
     """Quantizes one column at a time; may (re)compute its scales at group starts."""
@@ -101,10 +103,7 @@ def obs_sweep(
         diag = torch.diag(Hinv1)
         if n_of_m is None and sparsity > 0:
             saliency = W1.pow(2) / diag.pow(2).unsqueeze(0)
-            for part, part_mask in zip(saliency.split(segments or [rows]), mask1.split(segments or [rows])):
-                k = int(part.numel() * sparsity)
-                if k:
-                    part_mask.view(-1)[part.flatten().topk(k, largest=False).indices] = True
+            mask1 = torch.cat([lowest_k_mask(part, sparsity, scope="layer") for part in saliency.split(segments or [rows])])
         with one_thread():
             for i in range(i2 - i1):
                 col = i1 + i

@@ -7,17 +7,18 @@ import torch
 
 def lowest_k_mask(scores: torch.Tensor, sparsity: float, scope: str = "row") -> torch.Tensor:
     """Boolean mask (True = prune) of the lowest-scoring weights: exactly int(sparsity * n) per row
-    (scope "row") or per matrix (scope "layer"); ties are broken by position, never by over-pruning."""
+    (scope "row") or per matrix (scope "layer"). Equal scores are pruned lowest index first (a
+    stable sort, as Wanda's reference), so ties never depend on the top-k kernel."""
     if scope == "row":
         k = int(scores.shape[1] * sparsity)
         mask = torch.zeros_like(scores, dtype=torch.bool)
         if k:
-            mask.scatter_(1, scores.topk(k, dim=1, largest=False).indices, True)
+            mask.scatter_(1, scores.sort(dim=1, stable=True).indices[:, :k], True)
         return mask
     k = int(scores.numel() * sparsity)
     flat = torch.zeros(scores.numel(), dtype=torch.bool, device=scores.device)
     if k:
-        flat[scores.flatten().topk(k, largest=False).indices] = True
+        flat[scores.flatten().sort(stable=True).indices[:k]] = True
     return flat.view_as(scores)
 
 
