@@ -75,3 +75,10 @@ def test_help_on_every_command():
 def test_generate_streams_text(tiny_folder):
     result = slm("generate", str(tiny_folder), "def", "--raw", "-n", "5", check=True)
     assert "tokens/s" in result.stderr
+
+
+def test_extra_options_parse_values_flags_and_negated_flags():
+    from slmkit.cli.run import parse_extra_options
+
+    assert parse_extra_options(["--bits", "4", "--group-size=64", "--owl", "--no-act-order"]) == {
+        "bits": "4", "group_size": "64", "owl": True, "act_order": False}

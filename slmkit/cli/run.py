@@ -54,7 +54,8 @@ def methods_help() -> str:
 
 
 def parse_extra_options(args: list[str]) -> dict[str, str | bool]:
-    """['--sparsity', '0.5', '--owl'] -> {'sparsity': '0.5', 'owl': True}; pydantic coerces the strings."""
+    """['--sparsity', '0.5', '--owl', '--no-act-order'] -> {'sparsity': '0.5', 'owl': True, 'act_order': False};
+    pydantic coerces the strings."""
     options: dict[str, str | bool] = {}
     i = 0
     while i < len(args):
@@ -68,6 +69,8 @@ def parse_extra_options(args: list[str]) -> dict[str, str | bool]:
         elif i + 1 < len(args) and not args[i + 1].startswith("--"):
             options[key] = args[i + 1]
             i += 1
+        elif key.startswith("no_"):
+            options[key[3:]] = False
         else:
             options[key] = True
         i += 1

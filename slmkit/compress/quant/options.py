@@ -43,7 +43,8 @@ class RTNOptions(WeightQuantOptions):
 class GPTQOptions(WeightQuantOptions):
     """GPTQ: quantize column by column, pushing each column's error onto the remaining ones through H⁻¹."""
 
-    act_order: bool = Field(False, description="process columns by decreasing Hessian diagonal (groups stay static)")
+    act_order: bool = Field(True, description="process columns by decreasing Hessian diagonal (groups stay static); "
+                            "off gives plain left-to-right GPTQ")
     damp: float = Field(0.01, gt=0, description="dampening, fraction of the mean Hessian diagonal")
     blocksize: int = Field(128, ge=1, description="lazy-batch block width")
     sparsity: float = Field(0.0, ge=0.0, lt=1.0, description="also prune this fraction in the same sweep (SparseGPT §3.5)")
