@@ -156,14 +156,12 @@ def bench_cascade(full: bool, upstream_url: str, out_dir: Path) -> dict:
 
 
 def bench_privacy(full: bool) -> list[dict]:
-    """Per-type precision/recall on held-out templates: rule detectors alone, then with the learned tagger."""
+    """Per-type precision/recall on held-out templates of the rule detectors with the learned tagger (all training records)."""
     from slmkit.collab.pii_tagger import evaluate_detector, split_by_template, train_tagger
     from slmkit.collab.privacy import PrivacyProxy
 
     records = json.loads((DATA / "safety/pii/presidio_synth_dataset_v2.json").read_text())
     train, test = split_by_template(records, 0.2)
-    if not full:
-        train = train[:400]
     net, tokenizer = load("smollm2-135m")
     tagger = train_tagger(net, tokenizer, train, epochs=12 if full else 8)
     both = evaluate_detector(PrivacyProxy(tagger).detect, test)
@@ -172,9 +170,11 @@ def bench_privacy(full: bool) -> list[dict]:
         redacted, redaction = PrivacyProxy(tagger).redact(r["full_text"])
         restored += redaction.restore(redacted) == r["full_text"]
     from slmkit.collab.pii_tagger import LEARNED_TYPES
-    from slmkit.collab.privacy import RULE_TYPES
+    from slmkit.collab.privacy import ENTITY_RULES, RULE_TYPES
 
-    kind = lambda k: "rules" if k in RULE_TYPES else "tagger" if k in LEARNED_TYPES else "none (not detected)"  # noqa: E731
+    entity_rule_types = {label for label, _, _ in ENTITY_RULES}
+    kind = lambda k: ("rules" if k in RULE_TYPES else "rules+tagger" if k in entity_rule_types  # noqa: E731
+                      else "tagger" if k in LEARNED_TYPES else "none (not detected)")
     rows = [{"entity": k, "support": v["support"], "precision": v["precision"], "recall": v["recall"], "detector": kind(k)}
             for k, v in both.items() if v["support"]]
     rows.append({"entity": "echo round-trip restored", "support": len(test), "precision": "-",
