@@ -6,10 +6,11 @@
 
 Speculative decoding: target = dense SmolLM2-135M; drafts = int8 and int4 copies of it made by slmkit (the same
 tokenizer), run by slmkit's speculative loop and by transformers' assisted generation on the
-same pair. Cascade: ARC-Easy as lettered multiple choice; the local SLM is a 50%
-magnitude-pruned SmolLM2 (slmkit's `magnitude` step), the "LLM" is the dense model behind a
-second `slm serve` reached over HTTP; the threshold is calibrated on one half and applied to the
-other. Load test: concurrent OpenAI clients against `slm serve`.
+same pair. Cascade: LAMBADA last-word completion (a 135M model answers lettered multiple choice
+at chance, so there confidence says nothing); the local SLM is a 20% magnitude-pruned SmolLM2
+(slmkit's `magnitude` step), the "LLM" is the dense model behind a second `slm serve` reached over
+HTTP; the threshold is calibrated on one half and applied to the other. Load test: concurrent
+OpenAI clients against `slm serve`.
 """
 
 from __future__ import annotations
@@ -94,16 +95,9 @@ def bench_speculative(full: bool) -> list[dict]:
     return rows
 
 
-def arc_questions(n: int) -> list[dict]:
-    rows = [json.loads(line) for line in (DATA / "zeroshot/llmfoundry/arc_easy.jsonl").read_text().splitlines()]
-    out = []
-    for row in rows[:n]:
-        letters = "ABCDE"[: len(row["choices"])]
-        options = "\n".join(f"{l}. {c}" for l, c in zip(letters, row["choices"]))
-        question = row["query"].removeprefix("Question: ").strip()
-        out.append({"prompt": f"{question}\n{options}\nAnswer with the letter of the correct option.",
-                    "answer": letters[row["gold"]]})
-    return out
+def lambada_items(n: int) -> list[dict]:
+    rows = [json.loads(line) for line in (DATA / "zeroshot/llmfoundry/lambada_openai.jsonl").read_text().splitlines()]
+    return [{"prompt": row["context"], "answer": row["continuation"]} for row in rows[:n]]
 
 
 def start_server(model: str, port: int, *extra: str) -> subprocess.Popen:
@@ -124,21 +118,20 @@ def bench_cascade(full: bool, upstream_url: str, out_dir: Path) -> dict:
     from slmkit.compress.pruning.magnitude import magnitude_prune
     from slmkit.compress.pruning.options import MagnitudeOptions
 
-    questions = arc_questions(200 if full else 30)
+    questions = lambada_items(400 if full else 60)
     net, tokenizer = load("smollm2-135m")
-    local = TransformersEngine(magnitude_prune(net, tokenizer, MagnitudeOptions(sparsity=0.5)), tokenizer, "local")
+    local = TransformersEngine(magnitude_prune(net, tokenizer, MagnitudeOptions(sparsity=0.2)), tokenizer, "local")
     params = SamplingParams(max_new_tokens=3, stop_token_ids=local.stop_token_ids)
     records = []
     with httpx.Client(timeout=120) as http:
         for q in questions:
-            ids = local.chat_ids([{"role": "user", "content": q["prompt"]}])
+            ids = local.text_ids(q["prompt"])
             answer = [t for t in local.stream(ids, params) if t not in local.stop_token_ids]
-            reply = http.post(f"{upstream_url}/chat/completions", json={
-                "model": "llm", "messages": [{"role": "user", "content": q["prompt"]}], "max_tokens": 3,
-                "temperature": 0}).json()
+            reply = http.post(f"{upstream_url}/completions", json={
+                "model": "llm", "prompt": q["prompt"], "max_tokens": 3, "temperature": 0}).json()
             records.append({"confidence": confidence(local.answer_logprobs(ids, answer), "mean"),
                             "local": is_correct(local.decode(answer), q["answer"]),
-                            "upstream": is_correct(reply["choices"][0]["message"]["content"], q["answer"])})
+                            "upstream": is_correct(reply["choices"][0]["text"], q["answer"])})
     half = len(records) // 2
     calib, test = records[:half], records[half:]
     curve = cost_accuracy_curve([r["confidence"] for r in calib], [r["local"] for r in calib], [r["upstream"] for r in calib])
@@ -147,7 +140,7 @@ def bench_cascade(full: bool, upstream_url: str, out_dir: Path) -> dict:
         chosen = pick_threshold(curve, target_accuracy=0.95 * upstream_acc_calib)
     except Exception:  # noqa: BLE001 - no threshold reaches it: take the budget rule instead
         chosen = pick_threshold(curve, budget=0.5)
-    plot_curve(curve, out_dir / "cascade_curve.png", chosen, title="cascade, ARC-Easy (calibration half)")
+    plot_curve(curve, out_dir / "cascade_curve.png", chosen, title="cascade, LAMBADA (calibration half)")
     escalate = [r["confidence"] < chosen.threshold for r in test]
     cascade_acc = sum(r["upstream"] if e else r["local"] for r, e in zip(test, escalate)) / len(test)
     return {"questions": len(records), "test": len(test), "threshold": chosen.threshold,
@@ -156,14 +149,12 @@ def bench_cascade(full: bool, upstream_url: str, out_dir: Path) -> dict:
 
 
 def bench_privacy(full: bool) -> list[dict]:
-    """Per-type precision/recall on held-out templates: rule detectors alone, then with the learned tagger."""
+    """Per-type precision/recall on held-out templates of the rule detectors with the learned tagger (all training records)."""
     from slmkit.collab.pii_tagger import evaluate_detector, split_by_template, train_tagger
     from slmkit.collab.privacy import PrivacyProxy
 
     records = json.loads((DATA / "safety/pii/presidio_synth_dataset_v2.json").read_text())
     train, test = split_by_template(records, 0.2)
-    if not full:
-        train = train[:400]
     net, tokenizer = load("smollm2-135m")
     tagger = train_tagger(net, tokenizer, train, epochs=12 if full else 8)
     both = evaluate_detector(PrivacyProxy(tagger).detect, test)
@@ -172,9 +163,11 @@ def bench_privacy(full: bool) -> list[dict]:
         redacted, redaction = PrivacyProxy(tagger).redact(r["full_text"])
         restored += redaction.restore(redacted) == r["full_text"]
     from slmkit.collab.pii_tagger import LEARNED_TYPES
-    from slmkit.collab.privacy import RULE_TYPES
+    from slmkit.collab.privacy import ENTITY_RULES, RULE_TYPES
 
-    kind = lambda k: "rules" if k in RULE_TYPES else "tagger" if k in LEARNED_TYPES else "none (not detected)"  # noqa: E731
+    entity_rule_types = {label for label, _, _ in ENTITY_RULES}
+    kind = lambda k: ("rules" if k in RULE_TYPES else "rules+tagger" if k in entity_rule_types  # noqa: E731
+                      else "tagger" if k in LEARNED_TYPES else "none (not detected)")
     rows = [{"entity": k, "support": v["support"], "precision": v["precision"], "recall": v["recall"], "detector": kind(k)}
             for k, v in both.items() if v["support"]]
     rows.append({"entity": "echo round-trip restored", "support": len(test), "precision": "-",
@@ -270,7 +263,7 @@ def main() -> None:
             if "cascade" not in args.skip:
                 res = bench_cascade(args.full, url, out_dir)
                 results["cascade"] = res
-                print("## cascade on ARC-Easy (local = 50% magnitude-pruned SmolLM2, upstream = dense SmolLM2 over HTTP)\n"
+                print("## cascade on LAMBADA (local = 20% magnitude-pruned SmolLM2, upstream = dense SmolLM2 over HTTP)\n"
                       + table([res]) + "\n", flush=True)
             if "load" not in args.skip:
                 clients, requests, max_tokens = (32, 20, 8) if args.full else (32, 2, 4)

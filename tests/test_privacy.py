@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from serving import ServerThread, one_thread, recording_upstream  # noqa: F401 (autouse fixture)
-from slmkit.collab.pii_tagger import SpanTagger, bio_tags, evaluate_detector, split_by_template, tags_to_spans, train_tagger
-from slmkit.collab.privacy import PrivacyProxy, Redaction, detect_rules, iban_ok, luhn_ok
+from slmkit.collab.pii_tagger import (TAGS, SpanTagger, bio_tags, evaluate_detector, split_by_template, tags_to_spans,
+                                     train_tagger)
+from slmkit.collab.privacy import ENTITY_RULES, PrivacyProxy, Redaction, Span, detect_rules, iban_ok, luhn_ok, merge
 from slmkit.serve.build import build_app
 from tiny import save_tiny, tiny_model, tiny_tokenizer
 
@@ -36,6 +37,39 @@ def test_checksums_reject_lookalikes():
     assert ("4111 1111 1111 1112", "CREDIT_CARD") not in labels("Card 4111 1111 1111 1112 here")
     assert not any(label == "IBAN_CODE" for _, label in labels("code GB82WEST12345698765433"))
     assert not any(label == "IP_ADDRESS" for _, label in labels("version 999.1.2.3"))
+
+
+def test_entity_rules_find_plain_organisations_and_addresses():
+    text = ("Then ask Acme Widgets Inc. and Johnson & Sons about 12 Baker Street, Apt. 5, or First National Bank "
+            "at 221 North Oak Ave. Suite 300; mail P.O. Box 77.")
+    found = {(text[s.start:s.end], s.label) for s in detect_rules(text, ENTITY_RULES)}
+    assert found == {("Acme Widgets Inc.", "ORGANIZATION"), ("Johnson & Sons", "ORGANIZATION"),
+                     ("12 Baker Street", "STREET_ADDRESS"), ("Apt. 5", "STREET_ADDRESS"),
+                     ("First National Bank", "ORGANIZATION"), ("221 North Oak Ave.", "STREET_ADDRESS"),
+                     ("Suite 300", "STREET_ADDRESS"), ("P.O. Box 77", "STREET_ADDRESS")}
+    for plain in ("I went to the bank on the main street.", "We drove 12 miles down the road to the company.",
+                  "The Incas built roads; Stan Lee wrote stories.", "Order 3 Large Boxes by Friday."):
+        assert detect_rules(plain, ENTITY_RULES) == [], plain
+
+
+def test_merge_keeps_what_a_rule_span_leaves_free():
+    text = "Ship to 6556 106 Rue Ettatawer Apt. 409 today"
+    phone = Span(8, 16, "PHONE_NUMBER")  # "6556 106": a phone-shaped house number
+    address = Span(8, 39, "STREET_ADDRESS")
+    merged = merge([phone], [address], text)
+    assert [(text[s.start:s.end], s.label) for s in merged] == [("6556 106", "PHONE_NUMBER"),
+                                                               ("Rue Ettatawer Apt. 409", "STREET_ADDRESS")]
+    assert merge([Span(0, 4, "URL")], [Span(0, 4, "PERSON")], text) == [Span(0, 4, "URL")]
+
+
+def test_spans_cover_whole_words():
+    text = "Billing Ann Lee"
+    offsets = [(0, 1), (1, 7), (7, 11), (11, 15)]  # "B" "illing" " Ann" " Lee": a word split in two tokens
+    tag = TAGS.index
+    spans = tags_to_spans(text, offsets, [tag("O"), tag("B-ORGANIZATION"), tag("B-PERSON"), tag("I-PERSON")])
+    assert [(text[s.start:s.end], s.label) for s in spans] == [("Ann Lee", "PERSON")]
+    spans = tags_to_spans(text, offsets, [tag("B-PERSON"), tag("I-PERSON"), tag("O"), tag("O")])
+    assert [(text[s.start:s.end], s.label) for s in spans] == [("Billing", "PERSON")]
 
 
 def test_placeholders_are_stable_and_restored():

@@ -1,8 +1,9 @@
 """A privacy proxy: find personal data, swap it for stable placeholders before text goes upstream, put it back after.
 
 Rule detectors (with checksums where the format has one: Luhn for cards, mod-97 for IBANs)
-cover emails, URLs, IBANs, cards, SSNs, IPs, dates and phones; a learned span tagger
-(slmkit.collab.pii_tagger) adds names, organisations and addresses. Placeholders look like
+cover emails, URLs, IBANs, cards, SSNs, IPs, dates and phones; suffix rules catch the plainly
+written organisations and street addresses, and a learned span tagger (slmkit.collab.pii_tagger)
+adds the other names, organisations and addresses. Placeholders look like
 <PERSON_1>; the same value always gets the same placeholder within one request.
 """
 
@@ -78,10 +79,26 @@ RULES: list[tuple[str, re.Pattern, Callable[[str], bool] | None]] = [
 ]
 
 
-def detect_rules(text: str) -> list[Span]:
+CAPITALISED = r"[A-Z][\w'&.-]*"
+ORG_SUFFIXES = (r"Inc\.?|Incorporated|LLC|L\.L\.C\.|Ltd\.?|Limited|Corp\.?|Corporation|Co\.|Company|GmbH|AG|PLC|plc|LLP|"
+                r"Group|Holdings|Partners|Associates|Sons|Bank|University|College|Institute|Foundation|Agency|"
+                r"Technologies|Systems|Solutions|Services|Software|Consulting|Labs")
+STREET_SUFFIXES = (r"Street|St\.?|Road|Rd\.?|Avenue|Ave\.?|Drive|Dr\.?|Lane|Ln\.?|Place|Pl\.?|Court|Ct\.?|Boulevard|"
+                   r"Blvd\.?|Way|Terrace|Circle|Parkway|Highway|Square|Crescent|Close|Row")
+
+# Names the tagger also learns, when written the plain way: "Acme Widgets Inc.", "12 Baker Street", "Apt. 5".
+ENTITY_RULES: list[tuple[str, re.Pattern, Callable[[str], bool] | None]] = [
+    ("ORGANIZATION", re.compile(rf"\b(?:{CAPITALISED}(?:,? (?:&|and|of) | |-)){{1,4}}?(?:{ORG_SUFFIXES})(?![\w-])"), None),
+    ("STREET_ADDRESS", re.compile(rf"\b\d{{1,5}} (?:{CAPITALISED} ){{1,4}}?(?:{STREET_SUFFIXES})(?![\w-])"), None),
+    ("STREET_ADDRESS", re.compile(r"\b(?:apt\.?|apartment|suite|ste\.?|unit|room|p\.?\s?o\.? box|psc)\s?#?\d+[a-z]?\b",
+                                  re.IGNORECASE), None),
+]
+
+
+def detect_rules(text: str, rules: list = RULES) -> list[Span]:
     """Non-overlapping spans found by the rule and checksum detectors."""
     spans: list[Span] = []
-    for label, pattern, valid in RULES:
+    for label, pattern, valid in rules:
         for match in pattern.finditer(text):
             start, end = match.span()
             if valid is not None and not valid(match.group()):
@@ -91,12 +108,20 @@ def detect_rules(text: str) -> list[Span]:
     return sorted(spans, key=lambda s: s.start)
 
 
-def merge(primary: list[Span], secondary: list[Span]) -> list[Span]:
-    """`primary` spans plus those `secondary` spans that do not overlap them."""
+def merge(primary: list[Span], secondary: list[Span], text: str) -> list[Span]:
+    """`primary` spans plus what `secondary` spans cover outside them, so no detected text is left unredacted."""
     out = list(primary)
     for s in secondary:
-        if not any(p.start < s.end and s.start < p.end for p in out):
-            out.append(s)
+        pieces = [(s.start, s.end)]
+        for p in primary:
+            pieces = [q for a, b in pieces for q in ((a, min(b, p.start)), (max(a, p.end), b)) if q[0] < q[1]]
+        for a, b in pieces:
+            while a < b and not text[a].isalnum():
+                a += 1
+            while b > a and (text[b - 1].isspace() or text[b - 1] in ",;:"):
+                b -= 1
+            if b > a:
+                out.append(Span(a, b, s.label))
     return sorted(out, key=lambda s: s.start)
 
 
@@ -153,9 +178,9 @@ class PrivacyProxy:
         return cls(tagger)
 
     def detect(self, text: str) -> list[Span]:
-        spans = detect_rules(text)
+        spans = merge(detect_rules(text), detect_rules(text, ENTITY_RULES), text)
         if self.tagger is not None:
-            spans = merge(spans, self.tagger.spans(text))
+            spans = merge(spans, self.tagger.spans(text), text)
         return spans
 
     def redact(self, text: str, redaction: Redaction | None = None) -> tuple[str, Redaction]:
