@@ -208,14 +208,15 @@ def main() -> None:
                 continue
             out = work / f"{tool}-{method}-{(pattern or 'unstructured').replace(':', 'of')}"
             result = run_worker(python, tool, method, pattern, out, ids_path, folder, args.seed, env)
-            if "error" not in result:  # score it in the background while the next compression runs
-                cmd = [sys.executable, __file__, "--worker", "eval", "--out", str(out)]
-                evals.append((result, out, subprocess.Popen(cmd + (["--max-windows-eval", str(max_windows)] if max_windows else []), env=env)))
+            if "error" not in result:
+                evals.append((result, out))
             row[tool] = result
             print(f"{name} [{tool}]: {result}", flush=True)
         rows.append(row)
-    for result, out, proc in evals:
-        proc.wait()
+    # Scored after every compression has finished, so no compression is timed next to an evaluation.
+    for result, out in evals:
+        cmd = [sys.executable, __file__, "--worker", "eval", "--out", str(out)]
+        proc = subprocess.run(cmd + (["--max-windows-eval", str(max_windows)] if max_windows else []), env=env)
         result.update(json.loads((out / "eval.json").read_text()) if proc.returncode == 0 else {"error": "evaluation failed"})
     (work / "results.json").write_text(json.dumps({"dense_ppl": dense_ppl, "rows": rows}, indent=2))
     print_table(rows, dense_ppl, nsamples, seqlen, max_windows)
