@@ -47,6 +47,7 @@ def settings(full: bool) -> list[tuple[str, str, str, dict]]:
         ("width mlp", "25%", "width_prune", dict(mlp_ratio=0.333)),
         ("width mlp", "50%", "width_prune", dict(mlp_ratio=0.667)),
         ("low-rank svd-llm", "25%", "low_rank", dict(rank_ratio=0.75, activation_aware="svd-llm")),
+        ("low-rank svd-llm global ranks", "25%", "low_rank", dict(rank_ratio=0.75, activation_aware="svd-llm", allocation="global")),
     ]
     if not full:
         return quick
