@@ -10,7 +10,6 @@ parameters go back to meta. `finish` completes the output as a plain Hugging Fac
 
 from __future__ import annotations
 
-import ctypes
 import json
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from slmkit.errors import SlmError
+from slmkit.memory import return_freed_memory
 from slmkit.models.anatomy import anatomy_of
 
 REST = "model-rest.safetensors"
@@ -48,14 +48,6 @@ def read_tensors(files: dict[str, Path], names: list[str]) -> dict[str, torch.Te
         with safe_open(str(path), framework="pt") as f:
             out.update({k: f.get_tensor(k) for k in keys})
     return out
-
-
-def return_freed_memory() -> None:
-    """Hand freed heap pages back to the OS: glibc keeps them, so peak memory would otherwise grow layer by layer."""
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
 
 
 def load_skeleton(folder: str | Path, dtype: torch.dtype = torch.float32) -> nn.Module:

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import ctypes
-import os
 import threading
 from typing import Any, AsyncIterator, Callable, Iterable
 
 from slmkit.generation import SamplingParams
+from slmkit.memory import return_freed_memory
 
 
 class WorkerBusy(Exception):
@@ -25,15 +24,6 @@ class WorkerBusy(Exception):
 
 
 _DONE = object()
-_MALLOC_TRIM = getattr(ctypes.CDLL(None), "malloc_trim", None) if os.name == "posix" else None  # glibc only
-
-
-def release_memory() -> None:
-    """Hand freed heap memory back to the OS (glibc otherwise keeps it for reuse); a no-op elsewhere."""
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
-
-
 class Job:
     """Work for the thread: `run()` alone, or a `prompt` to decode with `params` (batchable); items go back to `out`."""
 
@@ -120,7 +110,7 @@ class Worker:
             finally:
                 self.active = 0
             if not self.pending:
-                release_memory()
+                return_freed_memory()
 
     def _take(self) -> list[Job]:
         """The next live job; when it is a decode, with the other decodes waiting (up to `max_batch`)."""
