@@ -82,3 +82,12 @@ def test_extra_options_parse_values_flags_and_negated_flags():
 
     assert parse_extra_options(["--bits", "4", "--group-size=64", "--owl", "--no-act-order"]) == {
         "bits": "4", "group_size": "64", "owl": True, "act_order": False}
+
+
+def test_profile_baseline_can_run_in_another_dtype(tiny_folder):
+    result = slm("profile", str(tiny_folder), "--baseline", str(tiny_folder), "--dtype", "bfloat16",
+                 "--baseline-dtype", "float32", "--repeats", "1", "--prompt-tokens", "8", "--decode-tokens", "2",
+                 "--json", check=True)
+    payload = json.loads(result.stdout)
+    assert (payload["model"]["dtype"], payload["baseline"]["dtype"]) == ("bfloat16", "float32")
+    assert payload["ratios"]["bytes_in_memory"] == pytest.approx(0.5, rel=0.05)

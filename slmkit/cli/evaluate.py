@@ -115,7 +115,8 @@ def profile_command(
     decode_tokens: int = typer.Option(128, "--decode-tokens"),
     repeats: int = typer.Option(5, "--repeats"),
     threads: Optional[int] = typer.Option(None, "--threads", help="Default: physical cores."),
-    dtype: str = typer.Option("float32", "--dtype"),
+    dtype: str = typer.Option("float32", "--dtype", help="Dtype of MODEL's float parts (activations, embeddings, norms)."),
+    baseline_dtype: Optional[str] = typer.Option(None, "--baseline-dtype", help="Dtype of the baseline (default: --dtype)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Measure parameters, bytes, peak memory, prefill and decode tokens/s (each in a fresh process)."""
@@ -134,7 +135,7 @@ def profile_command(
         resolve_model(baseline)
     profiles = {"model": measure_in_subprocess(model, **kwargs)}
     if baseline:
-        profiles["baseline"] = measure_in_subprocess(baseline, **kwargs)
+        profiles["baseline"] = measure_in_subprocess(baseline, **{**kwargs, "dtype": baseline_dtype or dtype})
     payload = {k: v.to_dict() for k, v in profiles.items()}
     if baseline:
         payload["ratios"] = compare(profiles["baseline"], profiles["model"])
