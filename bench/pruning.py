@@ -273,7 +273,7 @@ def print_table(rows: list[dict], dense_ppl: float, nsamples: int, seqlen: int, 
     windows = f"first {max_windows} windows" if max_windows else "all windows"
     print(f"\nDense perplexity {dense_ppl:.2f} (same windows). Calibration {nsamples} x {seqlen} tokens from c4_demo.jsonl (seed 0, the same ids "
           f"for both tools); perplexity on WikiText-2 raw test, seqlen 2048, {windows}, same code for both. "
-          "Time = the compression call only (perplexity of earlier runs is computed concurrently); RSS = peak resident memory of the compressing process (VmHWM). "
+          "Time = the compression call only (models are scored after all compressions); RSS = peak resident memory of the compressing process (VmHWM). "
           "ratio = slmkit / llmcompressor.")
     for e in errors:
         print(f"- error: {e}")
