@@ -34,10 +34,10 @@ class SparseGPT:
             if pruned_of_m and weights[0].shape[1] % pruned_of_m[1]:
                 raise SlmError(f"pattern {o.pattern} needs in_features divisible by {pruned_of_m[1]}; "
                                f"{paths[0]} has {weights[0].shape[1]}")
+            sizes = [w.shape[0] for w in weights]
             new, _ = obs_sweep(torch.cat([w.detach().float() for w in weights]), stats[paths[0]].gram,
-                               self.sparsities[index], pruned_of_m, None, o.blocksize, o.damp,
-                               segments=[w.shape[0] for w in weights])
-            for weight, rows in zip(weights, new.split([w.shape[0] for w in weights])):
+                               self.sparsities[index], pruned_of_m, None, o.blocksize, o.damp, segments=sizes)
+            for weight, rows in zip(weights, new.split(sizes)):
                 weight.copy_(rows.to(weight.dtype))
 
 

@@ -85,15 +85,12 @@ class GPTQ:
         o = self.options
         for paths in paths_by_input(stats):
             weights = [linear_weight(get_module(layer, p)) for p in paths]
+            sizes = [w.shape[0] for w in weights]
             codes, scale, zero = gptq_codes(torch.cat([w.detach().float() for w in weights]), stats[paths[0]].gram,
                                             self.spec, o.act_order, o.damp, o.blocksize, o.sparsity, self.n_of_m,
-                                            segments=[w.shape[0] for w in weights])
-            start = 0
-            for path, weight in zip(paths, weights):
-                rows = slice(start, start + weight.shape[0])
-                replace_with_quant(layer, path, codes[rows], scale[rows], zero[rows], self.spec.bits,
-                                   group_size=self.spec.group_size)
-                start += weight.shape[0]
+                                            segments=sizes)
+            for path, c, s, z in zip(paths, codes.split(sizes), scale.split(sizes), zero.split(sizes)):
+                replace_with_quant(layer, path, c, s, z, self.spec.bits, group_size=self.spec.group_size)
 
 
 def gptq_quantize(model, tokenizer, options: GPTQOptions, context):
