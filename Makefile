@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-all install install-llamacpp clean
+.PHONY: demo test test-all lint install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,11 @@ install-llamacpp: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/slm run slmkit/recipes/quickstart.yaml --out out/quickstart
 
-test: $(STAMP)
+# Lint first: ruff (pyflakes, isort, bugbear) and the import-layer contract in pyproject.toml.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: lint
 	$(BIN)/python -m pytest -q -m "not slow"
 
 test-all: $(STAMP)

@@ -35,7 +35,7 @@ import torch  # noqa: E402
 
 from slmkit.collab.cascade import confidence, cost_accuracy_curve, is_correct, pick_threshold, plot_curve  # noqa: E402
 from slmkit.collab.speculative import speculative_generate  # noqa: E402
-from slmkit.generation import SamplingParams, chat_prompt_ids, generate_ids, stop_ids  # noqa: E402
+from slmkit.generation import SamplingParams, chat_prompt_ids, generate_ids  # noqa: E402
 from slmkit.models.loading import load  # noqa: E402
 from slmkit.serve.engine import TransformersEngine  # noqa: E402
 
@@ -79,14 +79,14 @@ def bench_speculative(full: bool) -> list[dict]:
     for name, draft in drafts.items():
         spec, accepted, proposed = [], 0, 0
         for ids in prompts:
-            (out, stats), seconds = timed(lambda ids=ids: speculative_generate(target, draft, ids, params, k=3))
+            (out, stats), seconds = timed(lambda ids=ids, draft=draft: speculative_generate(target, draft, ids, params, k=3))
             spec.append((out, seconds))
             accepted, proposed = accepted + stats.accepted, proposed + stats.proposed
         same = all(o == b for (o, _), (b, _) in zip(spec, baseline))
         spec_time = sum(t for _, t in spec)
         rows.append({"method": "slmkit speculative (adaptive k)", "draft": name, "tok_s": tokens / spec_time,
                      "speedup": base_time / spec_time, "acceptance": accepted / proposed, "identical": same})
-        assisted = [timed(lambda ids=ids: target.generate(ids, assistant_model=draft, max_new_tokens=n_tokens,
+        assisted = [timed(lambda ids=ids, draft=draft: target.generate(ids, assistant_model=draft, max_new_tokens=n_tokens,
                                                           min_new_tokens=n_tokens, do_sample=False)) for ids in prompts]
         same_hf = all(torch.equal(o, b) for (o, _), (b, _) in zip(assisted, hf))  # vs transformers' own greedy
         a_time = sum(t for _, t in assisted)

@@ -67,7 +67,7 @@ def build(folder: Path) -> int:
         key = ".".join(name.split(".")[:3]) if name.startswith("model.layers.") else "rest"
         groups.setdefault(key, {})[name] = tuple(p.shape)
     weight_map, total, g = {}, 0, torch.Generator().manual_seed(0)
-    for i, (key, shapes) in enumerate(groups.items()):
+    for i, shapes in enumerate(groups.values()):
         tensors = {n: (torch.ones(s) if n.endswith("norm.weight") else torch.randn(s, generator=g) * 0.02) for n, s in shapes.items()}
         file = f"model-{i:05d}.safetensors"
         save_file(tensors, str(folder / file), metadata={"format": "pt"})

@@ -81,13 +81,13 @@ def speed(model_dir: str, prompt: str, decode: str, repeats: str) -> dict:
             if config is not None:
                 quantize_(model, config())
 
-            def prefill() -> float:
+            def prefill(model=model) -> float:
                 start = time.perf_counter()
                 with torch.inference_mode():
                     model(ids, use_cache=True, logits_to_keep=1)
                 return prompt / (time.perf_counter() - start)
 
-            def decoding() -> float:
+            def decoding(model=model) -> float:
                 tokens = stream_tokens(model, ids[:, :32], SamplingParams(max_new_tokens=decode))
                 next(tokens)
                 start = time.perf_counter()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -171,12 +170,12 @@ def main() -> None:
         options, peer_method = METHODS[name]
         out_dir = RESULTS / "models" / name
 
-        def ours():
+        def ours(options=options, out_dir=out_dir):
             wall, rss, _, _ = run_timed([*SLM, "compress", MODEL, *options, *calib_opts, "--out", str(out_dir)])
             return {"seconds": wall, "peak_rss": rss, "bytes": weights_bytes(out_dir),
                     "perplexity": slmkit_perplexity(str(out_dir), 2048, windows)}
 
-        def theirs():
+        def theirs(name=name, peer_method=peer_method):
             peer_dir = RESULTS / "models" / f"peer-{name}"
             wall, rss, _ = peer(python, "quantize", peer_method, dense_dir, str(calib_path), str(peer_dir))
             _, _, result = peer(python, "ppl", str(peer_dir), str(WIKI), "2048", str(windows or 100000))

@@ -144,7 +144,7 @@ def print_table(results: list[dict], windows) -> None:
     for row in results:
         r = row["ratios"]
 
-        def f(key):
+        def f(key, r=r):
             return f"{r[key]:.2f}" if key in r else "1.00"
 
         print(f"| {row['setting']} | {row['target']} | {row['removed']:.1%} | {row['ppl']:.2f} | {f('parameters')} | "

@@ -1,9 +1,9 @@
 import pytest
 import torch
+from tiny import FAMILIES, tiny_model
 
 from slmkit.errors import SlmError
 from slmkit.models.anatomy import anatomy_of, decoder_linears, get_module, linear_weight
-from tiny import FAMILIES, tiny_model
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -19,7 +19,7 @@ def test_every_family_maps_its_parts(family):
     for layer in layers:
         for path in anatomy.norms.values():
             get_module(layer, path)
-        for path, module in anatomy.linears(layer).items():
+        for module in anatomy.linears(layer).values():
             w = linear_weight(module)
             assert w.dim() == 2
     hidden = model.config.hidden_size if hasattr(model.config, "hidden_size") else model.config.n_embd

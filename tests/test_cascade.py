@@ -5,13 +5,13 @@ import math
 import httpx
 import openai
 import pytest
-
 from serving import ServerThread, one_thread, recording_upstream  # noqa: F401 (autouse fixture)
+from tiny import save_tiny
+
 from slmkit.collab.cascade import Cascade, confidence, cost_accuracy_curve, is_correct, pick_threshold, plot_curve
 from slmkit.collab.client import UpstreamClient, UpstreamError
 from slmkit.errors import SlmError
 from slmkit.serve.build import build_app
-from tiny import save_tiny
 
 
 def test_confidence_and_decision():

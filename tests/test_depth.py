@@ -7,15 +7,20 @@ import sys
 
 import pytest
 import torch
+from tiny import FAMILIES, save_tiny, tiny_model
 from transformers import AutoModelForCausalLM
 
-from slmkit.compress.structured.depth import (depth_prune, hidden_state_scores, layers_to_remove, remove_layers,
-                                              skip_perplexity_scores)
-from slmkit.evaluate.perplexity import perplexity_of_ids
+from slmkit.compress.structured.depth import (
+    depth_prune,
+    hidden_state_scores,
+    layers_to_remove,
+    remove_layers,
+    skip_perplexity_scores,
+)
 from slmkit.compress.structured.options import DepthPruneOptions
+from slmkit.evaluate.perplexity import perplexity_of_ids
 from slmkit.models.anatomy import anatomy_of, get_module
 from slmkit.steps import StepContext
-from tiny import FAMILIES, save_tiny, tiny_model
 
 IDS = torch.randint(1, 300, (2, 24), generator=torch.Generator().manual_seed(0))
 CALIB = torch.randint(1, 300, (4, 32), generator=torch.Generator().manual_seed(1))

@@ -7,6 +7,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny import tiny_model, tiny_tokenizer
 
 from slmkit.distill.distill import distill
 from slmkit.distill.losses import HiddenStateKD, generalized_jsd, kd_loss, parse_layer_map
@@ -15,7 +16,6 @@ from slmkit.distill.options import DistillOptions
 from slmkit.distill.teacher_cache import cache_teacher_logits, load_teacher_cache
 from slmkit.errors import SlmError
 from slmkit.tune.trainer import corpus_windows
-from tiny import tiny_model, tiny_tokenizer
 
 LOSSES = ["fkl", "rkl", "jsd", "tv"]
 

@@ -1,11 +1,11 @@
 import json
 
 import pytest
+from tiny import save_tiny
 from typer.testing import CliRunner
 
 from slmkit.cli import app
 from slmkit.errors import SlmError
-from tiny import save_tiny
 
 runner = CliRunner()
 

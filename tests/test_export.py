@@ -7,6 +7,7 @@ import gguf
 import numpy as np
 import pytest
 import torch
+from tiny import tiny_model
 from transformers import AutoModelForCausalLM
 
 from slmkit.compress.quant.linear import QuantLinear
@@ -15,7 +16,6 @@ from slmkit.export.gguf import export_gguf
 from slmkit.models.loading import load, load_folder
 from slmkit.models.saving import save
 from slmkit.steps import StepContext, get_step
-from tiny import tiny_model
 
 ENV = dict(os.environ, SLMKIT_PROGRESS="0", HF_HUB_OFFLINE="1")
 IDS = torch.randint(1, 300, (2, 24), generator=torch.Generator().manual_seed(0))

@@ -1,8 +1,8 @@
 import pytest
 import torch
+from tiny import tiny_model
 
 from slmkit.generation import BatchDecoder, SamplingParams, generate_ids, stream_tokens
-from tiny import tiny_model
 
 
 def test_greedy_lean_loop_matches_hf_generate():

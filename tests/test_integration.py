@@ -1,12 +1,10 @@
 """A few checks on the real embedded SmolLM2-135M (converted once from its GGUF, then cached)."""
 
 import json
-import math
 import subprocess
 import sys
 
 import pytest
-import torch
 
 import slmkit
 

@@ -1,9 +1,9 @@
 import pytest
 import torch
+from tiny import FAMILIES, tiny_model
 
 from slmkit.compress.layerwise import LinearStats, run_layerwise
-from slmkit.models.anatomy import anatomy_of, get_module
-from tiny import FAMILIES, tiny_model
+from slmkit.models.anatomy import get_module
 
 
 class Recorder:

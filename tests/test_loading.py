@@ -1,10 +1,10 @@
 import pytest
 import torch
+from tiny import save_tiny, tiny_model
 
 import slmkit
 from slmkit.errors import SlmError
 from slmkit.models.source import resolve_model
-from tiny import save_tiny, tiny_model
 
 
 def test_folder_loads_with_identical_logits(tmp_path):

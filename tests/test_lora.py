@@ -2,11 +2,11 @@ import json
 
 import pytest
 import torch
+from tiny import tiny_model
 
 from slmkit.errors import SlmError
 from slmkit.tune.lora import add_lora, lora_sft, merge, qlora_available, save_adapter
 from slmkit.tune.options import LoraSftOptions
-from tiny import tiny_model
 
 
 def test_only_adapters_train_and_merge_matches_adapter_logits(tmp_path):

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+from tiny import FAMILIES, save_tiny, tiny_model, tiny_tokenizer
 from torch import nn
 from transformers import AutoModelForCausalLM
 
@@ -27,7 +28,6 @@ from slmkit.evaluate.profile import count_parameters
 from slmkit.models.anatomy import anatomy_of
 from slmkit.models.loading import load_folder
 from slmkit.steps import StepContext
-from tiny import FAMILIES, save_tiny, tiny_model, tiny_tokenizer
 
 IDS = torch.randint(1, 300, (2, 24), generator=torch.Generator().manual_seed(0))
 

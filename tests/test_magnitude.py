@@ -1,10 +1,10 @@
 import pytest
 import torch
+from tiny import FAMILIES, tiny_model
 
 from slmkit.compress.pruning.magnitude import magnitude_prune
 from slmkit.compress.pruning.options import MagnitudeOptions
 from slmkit.models.anatomy import anatomy_of, decoder_linears, get_module, linear_weight
-from tiny import FAMILIES, tiny_model
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -2,9 +2,9 @@ import math
 
 import torch
 import torch.nn.functional as F
+from tiny import tiny_model
 
 from slmkit.evaluate.perplexity import perplexity, perplexity_of_ids, tokenize_corpus
-from tiny import tiny_model
 
 
 def naive_perplexity(model, ids, seqlen, windows):

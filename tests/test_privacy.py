@@ -4,15 +4,12 @@ import json
 
 import httpx
 import openai
-import pytest
-import torch
-
 from serving import ServerThread, one_thread, recording_upstream  # noqa: F401 (autouse fixture)
-from slmkit.collab.pii_tagger import (TAGS, SpanTagger, bio_tags, evaluate_detector, split_by_template, tags_to_spans,
-                                     train_tagger)
+from tiny import save_tiny, tiny_model, tiny_tokenizer
+
+from slmkit.collab.pii_tagger import TAGS, SpanTagger, bio_tags, evaluate_detector, split_by_template, tags_to_spans, train_tagger
 from slmkit.collab.privacy import ENTITY_RULES, PrivacyProxy, Redaction, Span, detect_rules, iban_ok, luhn_ok, merge
 from slmkit.serve.build import build_app
-from tiny import save_tiny, tiny_model, tiny_tokenizer
 
 TEXT = ("Mail jane.doe@example.com or call +1-984-182-0190. Card 4111 1111 1111 1111, IBAN GB82WEST12345698765432, "
         "SSN 460-89-9847, host 192.168.10.4, see https://example.org/a?b=1 on 2000-04-16 11:34:35.")

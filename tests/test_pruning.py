@@ -1,5 +1,6 @@
 import pytest
 import torch
+from tiny import tiny_model
 
 from slmkit.compress.layerwise import LinearStats
 from slmkit.compress.obs import obs_sweep
@@ -11,7 +12,6 @@ from slmkit.compress.pruning.sparsegpt import sparsegpt_prune
 from slmkit.compress.pruning.wanda import wanda_prune
 from slmkit.models.anatomy import anatomy_of, decoder_linears, get_module, linear_weight
 from slmkit.steps import StepContext
-from tiny import tiny_model
 
 FAMILIES = ["llama", "gpt2", "qwen3"]
 
@@ -119,7 +119,7 @@ def test_owl_prunes_layers_unevenly_around_the_target(method):
     prune(method, model, sparsity=0.5, owl=True, owl_lambda=0.1, owl_m=3.0)
     total = zeros = 0
     per_layer = []
-    for i, layer in enumerate(anatomy_of(model).layer_list(model)):
+    for layer in anatomy_of(model).layer_list(model):
         ws = [linear_weight(m) for m in anatomy_of(model).linears(layer).values()]
         z, n = sum((w == 0).sum().item() for w in ws), sum(w.numel() for w in ws)
         per_layer.append(z / n)

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from tiny import save_tiny, tiny_model, tiny_tokenizer
 from transformers import AutoModelForCausalLM
 
 import slmkit
@@ -8,7 +9,6 @@ from slmkit.compress.pruning.options import MagnitudeOptions, SparseGPTOptions, 
 from slmkit.errors import SlmError
 from slmkit.recipe import parse_recipe
 from slmkit.steps import StepContext, get_step
-from tiny import save_tiny, tiny_model, tiny_tokenizer
 
 NO_EVAL = {"perplexity": None, "profile": None}
 

@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+from tiny import tiny_model
 
 from slmkit.compress.pruning.options import WandaOptions
 from slmkit.compress.pruning.wanda import wanda_prune
@@ -9,7 +10,6 @@ from slmkit.models.anatomy import decoder_linears
 from slmkit.models.loading import load
 from slmkit.models.saving import save
 from slmkit.steps import StepContext
-from tiny import tiny_model
 
 
 def pruned(family, pattern=None):

@@ -1,16 +1,16 @@
 import pytest
 import torch
+from tiny import tiny_model
 from torch import nn
 
 from slmkit.compress.quant.awq import fake_quant, search_scales
-from slmkit.compress.quant.grid import QuantSpec, check_group_size, dequantize, quantize_rtn
 from slmkit.compress.quant.gptq import gptq_codes
+from slmkit.compress.quant.grid import QuantSpec, check_group_size, dequantize, quantize_rtn
 from slmkit.compress.quant.linear import QuantLinear
 from slmkit.errors import SlmError
 from slmkit.evaluate.profile import count_parameters, tensor_bytes
 from slmkit.models.anatomy import decoder_linears
 from slmkit.steps import StepContext, get_step
-from tiny import tiny_model
 
 
 def correlated_inputs(n=2048, d=128, seed=0):

@@ -1,10 +1,10 @@
 import pytest
 import torch
+from tiny import FAMILIES, tiny_model
 from transformers import DynamicCache
 
 from slmkit.generation import SamplingParams, generate_ids
 from slmkit.steps import get_step
-from tiny import FAMILIES, tiny_model
 
 
 @torch.inference_mode()

@@ -5,12 +5,12 @@ import json
 import openai
 import pytest
 import torch
-
 from serving import ServerThread, one_thread, recording_upstream  # noqa: F401 (autouse fixture)
+from tiny import save_tiny, tiny_model, tiny_tokenizer
+
 from slmkit.collab.router import Router, prompt_embedding, train_router
 from slmkit.errors import SlmError
 from slmkit.serve.build import build_app
-from tiny import save_tiny, tiny_model, tiny_tokenizer
 
 EASY = [f"hello {w}" for w in ["there", "friend", "you", "all", "world", "again", "team", "folks"]]
 HARD = [f"def {w}(x, y): return x ** y % 7" for w in ["f", "g", "power", "mod", "calc", "run", "go", "step"]]

@@ -5,10 +5,10 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import slmkit
+from slmkit.compress.pruning.options import MagnitudeOptions
 from slmkit.errors import SlmError
 from slmkit.models.anatomy import decoder_linears, linear_weight
 from slmkit.steps import register_step
-from slmkit.compress.pruning.options import MagnitudeOptions
 
 QUICK_EVAL = {
     "perplexity": {"data": "pydoc", "seqlen": 32, "max_windows": 2},

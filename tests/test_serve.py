@@ -10,10 +10,10 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-
 from serving import ServerThread, free_port, one_thread, wait_http  # noqa: F401 (autouse fixture)
-from slmkit.serve.build import build_app
 from tiny import save_tiny
+
+from slmkit.serve.build import build_app
 
 KEY = "sk-test-key"
 

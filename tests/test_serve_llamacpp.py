@@ -7,12 +7,12 @@ from pathlib import Path
 
 import openai
 import pytest
-
 from serving import ServerThread, free_port, one_thread, wait_http  # noqa: F401 (autouse fixture)
+from tiny import tiny_model, tiny_tokenizer
+
 from slmkit.errors import SlmError
 from slmkit.export.gguf import export_gguf
 from slmkit.serve.build import build_app
-from tiny import tiny_model, tiny_tokenizer
 
 NO_EXTRA = "llama-cpp-python is not installed (make install-llamacpp)"
 ROOT = Path(__file__).resolve().parents[1]

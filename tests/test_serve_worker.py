@@ -4,10 +4,11 @@ import asyncio
 import threading
 
 from serving import one_thread  # noqa: F401 (autouse fixture)
+from tiny import tiny_model, tiny_tokenizer
+
 from slmkit.generation import SamplingParams
 from slmkit.serve.engine import TransformersEngine
 from slmkit.serve.worker import Worker
-from tiny import tiny_model, tiny_tokenizer
 
 
 def engine():

@@ -3,11 +3,11 @@ import json
 
 import pytest
 import torch
+from tiny import tiny_model, tiny_tokenizer
 
 from slmkit.errors import SlmError
 from slmkit.tune.options import SftOptions
 from slmkit.tune.sft import encode_conversation, load_conversations, pack, sft, sft_examples
-from tiny import tiny_model, tiny_tokenizer
 
 TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<eos>{% endfor %}"
             "{% if add_generation_prompt %}<|assistant|>{% endif %}")

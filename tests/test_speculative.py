@@ -1,9 +1,9 @@
 import torch
-
 from serving import one_thread  # noqa: F401 (autouse fixture)
+from tiny import tiny_model
+
 from slmkit.collab.speculative import accept_or_resample, speculative_generate
 from slmkit.generation import SamplingParams, generate_ids
-from tiny import tiny_model
 
 
 def test_greedy_output_equals_target_token_for_token():
@@ -47,7 +47,6 @@ def test_sampled_speculative_matches_target_marginal():
     target = tiny_model("llama", seed=2, vocab_size=320)
     draft = tiny_model("llama", seed=3, num_hidden_layers=1)
     prompt = torch.tensor([[11, 12, 13]])
-    params = SamplingParams(max_new_tokens=1, temperature=1.5)
     with torch.no_grad():
         p = torch.softmax(target(prompt).logits[0, -1] / 1.5, -1)
     top = p.argmax().item()

@@ -6,12 +6,12 @@ import sys
 
 import numpy as np
 import pytest
+from tiny import tiny_model
 
 from slmkit.errors import SlmError
 from slmkit.evaluate.scorer import Score, encode_pair, score_groups, score_naive
 from slmkit.evaluate.tasks import load_task, parse_task_specs
 from slmkit.evaluate.zeroshot import evaluate_task, lambada_metrics, mean_stderr, multiple_choice_metrics
-from tiny import tiny_model
 
 ENV = dict(os.environ, SLMKIT_PROGRESS="0", HF_HUB_OFFLINE="1")
 

@@ -2,10 +2,10 @@ import copy
 
 import pytest
 import torch
+from tiny import tiny_model
 
 from slmkit.tune.options import TrainOptions
-from slmkit.tune.trainer import CausalLMObjective, collate, cosine_lr, corpus_windows, example_indices, train
-from tiny import tiny_model
+from slmkit.tune.trainer import CausalLMObjective, collate, corpus_windows, cosine_lr, example_indices, train
 
 
 def options(**kw):

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from tiny import tiny_model
 
 from slmkit.evaluate.tasks import Example, Task
 from slmkit.evaluate.trust.bias import bbq, bias_score, crows_pairs
@@ -7,7 +8,6 @@ from slmkit.evaluate.trust.calibration import brier_score, calibration, expected
 from slmkit.evaluate.trust.privacy import exposure, fine_tune, make_canaries, pii_completion, pii_prompts
 from slmkit.evaluate.trust.robustness import KINDS, perturb, perturbed_task
 from slmkit.evaluate.trust.truthfulness import load_truthfulqa, truthfulness
-from tiny import tiny_model
 
 TEXT = "Question: Which of these metals is the best conductor of electricity?\nAnswer the question carefully."
 

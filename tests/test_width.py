@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from tiny import FAMILIES, tiny_model
 from transformers import AutoModelForCausalLM
 
 from slmkit.compress.structured.options import WidthPruneOptions
@@ -9,7 +10,6 @@ from slmkit.compress.structured.width import kept_heads, kept_width, width_prune
 from slmkit.errors import SlmError
 from slmkit.models.anatomy import anatomy_of, get_module, linear_weight
 from slmkit.steps import StepContext
-from tiny import FAMILIES, tiny_model
 
 IDS = torch.randint(1, 300, (2, 24), generator=torch.Generator().manual_seed(0))
 LLAMA_LIKE = [f for f in FAMILIES if f not in ("gpt2", "opt")]

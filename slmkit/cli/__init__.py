@@ -29,15 +29,16 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 
 
 # Command modules register themselves on `app` when imported.
-from slmkit.cli import models as _models  # noqa: E402,F401
-from slmkit.cli import run as _run  # noqa: E402,F401
-from slmkit.cli import evaluate as _evaluate  # noqa: E402,F401
-from slmkit.cli import generate as _generate  # noqa: E402,F401
-from slmkit.cli import export as _export  # noqa: E402,F401
-from slmkit.cli import train as _train  # noqa: E402,F401
 from slmkit.cli import data as _data  # noqa: E402,F401
-from slmkit.cli import serve as _serve, route as _route  # noqa: E402,F401
+from slmkit.cli import evaluate as _evaluate  # noqa: E402,F401
+from slmkit.cli import export as _export  # noqa: E402,F401
+from slmkit.cli import generate as _generate  # noqa: E402,F401
+from slmkit.cli import models as _models  # noqa: E402,F401
 from slmkit.cli import report as _report  # noqa: E402,F401
+from slmkit.cli import route as _route  # noqa: E402,F401
+from slmkit.cli import run as _run  # noqa: E402,F401
+from slmkit.cli import serve as _serve  # noqa: E402,F401
+from slmkit.cli import train as _train  # noqa: E402,F401
 
 
 def main() -> None:

@@ -121,9 +121,8 @@ def profile_command(
 ) -> None:
     """Measure parameters, bytes, peak memory, prefill and decode tokens/s (each in a fresh process)."""
     from slmkit.evaluate.profile import compare, measure_in_subprocess
-    from slmkit.models.source import resolve_model
-
     from slmkit.models.saving import read_manifest
+    from slmkit.models.source import resolve_model
 
     kwargs = dict(prompt_tokens=prompt_tokens, decode_tokens=decode_tokens, repeats=repeats, threads=threads, dtype=dtype)
     resolve_model(model)

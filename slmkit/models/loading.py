@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
-
 from transformers.utils import logging as transformers_logging
 
 from slmkit.errors import SlmError

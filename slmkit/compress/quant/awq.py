@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 
 from slmkit.compress.layerwise import run_layerwise
-from slmkit.compress.quant.grid import QuantSpec, check_group_size, dequantize, quantize_rtn
 from slmkit.compress.quant.gptq import gptq_quantize
+from slmkit.compress.quant.grid import QuantSpec, check_group_size, dequantize, quantize_rtn
 from slmkit.compress.quant.options import AWQOptions, GPTQOptions
 from slmkit.compress.quant.rtn import rtn_quantize, spec_of
 from slmkit.compress.quant.scaling import fold_scales, producer_of

@@ -21,7 +21,6 @@ from torch import nn
 
 from slmkit.compress.quant.grid import KERNEL_GROUP_SIZES, dequantize
 
-
 # The packed kernels' thread barriers cost milliseconds when cores are shared (measured: int4 one-row
 # matmul 0.05-0.9 ms on one thread, 7-50 ms on two); a decode step is memory-bound, so it uses one thread.
 SINGLE_THREAD_ROWS = 4
