@@ -126,8 +126,8 @@ def evaluate(weights: Path, max_windows, seqlen: int) -> tuple[float, float]:
     import torch
     from safetensors.torch import load_file
 
+    from slmkit.anatomy import decoder_linears
     from slmkit.evaluate.perplexity import perplexity
-    from slmkit.models.anatomy import decoder_linears
     from slmkit.models.loading import load
 
     model, tokenizer = load(MODEL)

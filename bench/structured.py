@@ -77,8 +77,8 @@ def main() -> None:
 
     from slmkit.evaluate.perplexity import perplexity_of_ids, tokenize_corpus
     from slmkit.evaluate.profile import Profile, compare, count_parameters, measure_in_subprocess
+    from slmkit.layouts import hf
     from slmkit.models.loading import load
-    from slmkit.models.saving import save_hf
     from slmkit.steps import StepContext, get_step
 
     torch.manual_seed(0)
@@ -117,7 +117,7 @@ def main() -> None:
             removed = 1 - (params - embed) / (dense_params - embed)
             row = dict(setting=label, target=target, options=options, ppl=ppl(model), removed=removed, seconds=seconds)
             folder = scratch / "model"
-            save_hf(model, tokenizer, folder)
+            hf.save(model, tokenizer, folder)
             del model
             # The dense model is profiled again right after each compressed one, so a ratio never
             # compares measurements taken under different machine load.

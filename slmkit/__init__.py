@@ -5,8 +5,8 @@ and `run` a recipe. Heavy modules (torch, transformers) are imported only when u
 """
 
 from slmkit.errors import SlmError
+from slmkit.version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["SlmError", "load", "save", "run", "__version__"]
 
 

@@ -1,21 +1,24 @@
-"""Output formats a model can be saved in, by name (torch-free, so recipes validate fast).
+"""The codec registry (torch-free, so recipes validate fast): every on-disk layout slmkit reads and
+writes is one module of slmkit/layouts/, and every output format a user names maps onto them.
 
-Each maps to a "module:function" taking (model, tokenizer, folder) that writes the weights,
-config and tokenizer into an existing, empty folder.
+A codec module has NAME, `detect(path) -> bool`, `save(model, tokenizer, path)` and
+`load(path, dtype) -> (model, tokenizer)`.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Callable
-
-SAVE_FORMATS: dict[str, str] = {
-    "hf": "slmkit.models.saving:save_hf",
-    "compressed-tensors": "slmkit.models.compressed_tensors:save_compressed_tensors",
-    "hf_merged": "slmkit.compress.structured.lowrank:save_merged",
+# Loading asks the codecs in this order; `hf` comes last because it claims any folder with a config.json.
+CODECS: dict[str, str] = {
+    "low_rank": "slmkit.layouts.low_rank",
+    "pack_quantized": "slmkit.layouts.pack_quantized",
+    "sparse_bitmask": "slmkit.layouts.sparse_bitmask",
+    "gguf": "slmkit.layouts.gguf",
+    "hf": "slmkit.layouts.hf",
 }
 
-
-def saver(name: str) -> Callable:
-    module, _, func = SAVE_FORMATS[name].partition(":")
-    return getattr(importlib.import_module(module), func)
+# The formats a recipe's `save:` and the CLI name, and what each writes.
+SAVE_FORMATS: dict[str, str] = {
+    "hf": "a Hugging Face folder (factorized models keep their factors, in the low_rank layout)",
+    "hf_merged": "a plain Hugging Face folder, low-rank factors multiplied back",
+    "compressed-tensors": "compressed-tensors (vLLM): packed integer weights, or the sparse bitmask of a pruned model",
+}

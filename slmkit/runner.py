@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import random
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from slmkit.failpoints import failpoint
 from slmkit.models.source import resolve_model
 from slmkit.recipe import Recipe, StepEntry, load_recipe, parse_recipe
 from slmkit.steps import StepContext, get_step
@@ -54,6 +56,7 @@ def apply_steps(model, tokenizer, recipe: Recipe, show_progress: bool = True) ->
         result = step.function()(model, tokenizer, entry.options, context)
         model = result if result is not None else model
         log.append(step_record(entry, start))
+        failpoint("step")
     return model, log
 
 
@@ -79,19 +82,20 @@ def write_outputs(folder: Path, recipe: Recipe, step_log: list[dict], timings: d
     return manifest
 
 
-def run_offloaded(recipe: Recipe, out: Path, show_progress: bool = True) -> dict:
+def run_offloaded(recipe: Recipe, out: Path, show_progress: bool = True, overwrite: bool = False) -> dict:
     """Run the steps with layer offload: each reads the previous one's folder a decoder layer at a time.
 
     The whole model is never in memory; recipe validation has ensured there is no evaluation to run."""
     from slmkit.compress.offload import compress_offloaded
-    from slmkit.models.loading import model_folder, torch_dtype
-    from slmkit.models.saving import atomic_output_dir
+    from slmkit.layouts.common import torch_dtype
+    from slmkit.models.loading import model_folder
+    from slmkit.outputs import atomic_folder
 
     source = Path(model_folder(resolve_model(recipe.model)))
     context = step_context(recipe, None)
     step_log = []
     start = time.perf_counter()
-    with atomic_output_dir(out) as tmp, tempfile.TemporaryDirectory(prefix=f".{out.name}.steps-", dir=tmp.parent) as scratch:
+    with atomic_folder(out, overwrite) as tmp, tempfile.TemporaryDirectory(prefix=f".{out.name}.tmp-{os.getpid()}-steps-", dir=tmp.parent) as scratch:
         for i, entry in enumerate(recipe.steps):
             target = tmp if i == len(recipe.steps) - 1 else Path(scratch) / f"step-{i}"
             step_start = time.perf_counter()
@@ -101,20 +105,21 @@ def run_offloaded(recipe: Recipe, out: Path, show_progress: bool = True) -> dict
         return write_outputs(tmp, recipe, step_log, {"steps": time.perf_counter() - start}, {}, {})
 
 
-def run(recipe: Recipe | str | Path | dict, out: str | Path, show_progress: bool = True) -> dict:
+def run(recipe: Recipe | str | Path | dict, out: str | Path, show_progress: bool = True, overwrite: bool = False) -> dict:
     """Execute a recipe and write `out/` (model, slmkit.json, report.md). Returns the manifest."""
+    from slmkit import layouts
     from slmkit.evaluate.perplexity import perplexity
     from slmkit.evaluate.profile import measure_in_subprocess
     from slmkit.evaluate.suite import evaluate_suite
-    from slmkit.formats import saver
     from slmkit.models.loading import load
-    from slmkit.models.saving import atomic_output_dir, check_output_dir
+    from slmkit.models.saving import check_output_dir
+    from slmkit.outputs import atomic_folder
 
     recipe = as_recipe(recipe)
-    out = check_output_dir(out)
+    out = check_output_dir(out, overwrite)
     seed_everything(recipe.seed)
     if recipe.offload:
-        return run_offloaded(recipe, out, show_progress)
+        return run_offloaded(recipe, out, show_progress, overwrite)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     model, tokenizer = load(recipe.model, recipe.dtype)
@@ -134,9 +139,10 @@ def run(recipe: Recipe | str | Path | dict, out: str | Path, show_progress: bool
     timings["steps"] = time.perf_counter() - start
 
     metrics: dict[str, Any] = {}
-    with atomic_output_dir(out) as tmp:
+    with atomic_folder(out, overwrite) as tmp:
         start = time.perf_counter()
-        saver(recipe.save.format)(model, tokenizer, tmp)
+        layouts.save(model, tokenizer, tmp, recipe.save.format)
+        failpoint("save:layout")
         timings["save"] = time.perf_counter() - start
         if ppl_cfg:
             metrics["perplexity"] = perplexity(model, tokenizer, ppl_cfg.data, ppl_cfg.seqlen, ppl_cfg.max_windows,

@@ -2,8 +2,8 @@ import pytest
 import torch
 from tiny import FAMILIES, tiny_model
 
+from slmkit.anatomy import anatomy_of, decoder_linears, get_module, linear_weight
 from slmkit.errors import SlmError
-from slmkit.models.anatomy import anatomy_of, decoder_linears, get_module, linear_weight
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -10,6 +10,7 @@ import torch
 from tiny import FAMILIES, save_tiny, tiny_model
 from transformers import AutoModelForCausalLM
 
+from slmkit.anatomy import anatomy_of, get_module
 from slmkit.compress.structured.depth import (
     depth_prune,
     hidden_state_scores,
@@ -19,7 +20,6 @@ from slmkit.compress.structured.depth import (
 )
 from slmkit.compress.structured.options import DepthPruneOptions
 from slmkit.evaluate.perplexity import perplexity_of_ids
-from slmkit.models.anatomy import anatomy_of, get_module
 from slmkit.steps import StepContext
 
 IDS = torch.randint(1, 300, (2, 24), generator=torch.Generator().manual_seed(0))

@@ -10,11 +10,12 @@ import torch
 from tiny import tiny_model
 from transformers import AutoModelForCausalLM
 
-from slmkit.compress.quant.linear import QuantLinear
 from slmkit.errors import SlmError
-from slmkit.export.gguf import export_gguf
+from slmkit.layouts import pack_quantized
+from slmkit.layouts.gguf import save as export_gguf
 from slmkit.models.loading import load, load_folder
 from slmkit.models.saving import save
+from slmkit.modules.quant_linear import QuantLinear
 from slmkit.steps import StepContext, get_step
 
 ENV = dict(os.environ, SLMKIT_PROGRESS="0", HF_HUB_OFFLINE="1")
@@ -59,10 +60,9 @@ def test_plain_transformers_loads_the_compressed_tensors_folder(tmp_path, tokeni
 
 
 def test_the_quantized_saver_refuses_a_float_model(tmp_path, tokenizer):
-    from slmkit.compress.quant.compressed import save_quantized_compressed
 
     with pytest.raises(SlmError, match="no quantized layers"):
-        save_quantized_compressed(tiny_model("llama"), tokenizer, tmp_path)
+        pack_quantized.save(tiny_model("llama"), tokenizer, tmp_path)
 
 
 TOLERANCE = {"F16": 1e-3, "Q8_0": 1 / 100, "Q4_0": 1 / 6}  # of each 32-block's absmax

@@ -2,8 +2,8 @@ import pytest
 import torch
 from tiny import FAMILIES, tiny_model
 
+from slmkit.anatomy import get_module
 from slmkit.compress.layerwise import LinearStats, run_layerwise
-from slmkit.models.anatomy import get_module
 
 
 class Recorder:

@@ -12,21 +12,21 @@ from tiny import FAMILIES, save_tiny, tiny_model, tiny_tokenizer
 from torch import nn
 from transformers import AutoModelForCausalLM
 
+from slmkit.anatomy import anatomy_of
 from slmkit.compress.layerwise import LinearStats
 from slmkit.compress.structured.lowrank import (
-    FactorizedLinear,
     SpectrumProbe,
     allocate_ranks,
     factorize,
     low_rank,
-    merge_low_rank,
     uniform_rank,
     visit_layers,
 )
 from slmkit.compress.structured.options import LowRankOptions
 from slmkit.evaluate.profile import count_parameters
-from slmkit.models.anatomy import anatomy_of
+from slmkit.layouts.low_rank import merge as merge_low_rank
 from slmkit.models.loading import load_folder
+from slmkit.modules.factorized import FactorizedLinear
 from slmkit.steps import StepContext
 
 IDS = torch.randint(1, 300, (2, 24), generator=torch.Generator().manual_seed(0))

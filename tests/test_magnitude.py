@@ -2,9 +2,9 @@ import pytest
 import torch
 from tiny import FAMILIES, tiny_model
 
+from slmkit.anatomy import anatomy_of, decoder_linears, get_module, linear_weight
 from slmkit.compress.pruning.magnitude import magnitude_prune
 from slmkit.compress.pruning.options import MagnitudeOptions
-from slmkit.models.anatomy import anatomy_of, decoder_linears, get_module, linear_weight
 
 
 @pytest.mark.parametrize("family", FAMILIES)

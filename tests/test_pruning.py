@@ -2,15 +2,15 @@ import pytest
 import torch
 from tiny import tiny_model
 
+from slmkit.anatomy import anatomy_of, decoder_linears, get_module, linear_weight
 from slmkit.compress.layerwise import LinearStats
+from slmkit.compress.mask import lowest_k_mask, nm_mask, satisfies_nm
 from slmkit.compress.obs import obs_sweep
 from slmkit.compress.pruning.magnitude import magnitude_prune
-from slmkit.compress.pruning.mask import lowest_k_mask, nm_mask, satisfies_nm
 from slmkit.compress.pruning.options import MagnitudeOptions, SparseGPTOptions, WandaOptions
 from slmkit.compress.pruning.owl import owl_sparsities, wanda_scores
 from slmkit.compress.pruning.sparsegpt import sparsegpt_prune
 from slmkit.compress.pruning.wanda import wanda_prune
-from slmkit.models.anatomy import anatomy_of, decoder_linears, get_module, linear_weight
 from slmkit.steps import StepContext
 
 FAMILIES = ["llama", "gpt2", "qwen3"]

@@ -4,9 +4,9 @@ import pytest
 import torch
 from tiny import tiny_model
 
+from slmkit.anatomy import decoder_linears
 from slmkit.compress.pruning.options import WandaOptions
 from slmkit.compress.pruning.wanda import wanda_prune
-from slmkit.models.anatomy import decoder_linears
 from slmkit.models.loading import load
 from slmkit.models.saving import save
 from slmkit.steps import StepContext
@@ -54,7 +54,7 @@ def test_cli_compresses_to_compressed_tensors_with_a_valid_pattern(tiny_folder, 
     import subprocess
     import sys
 
-    from slmkit.compress.pruning.mask import satisfies_nm
+    from slmkit.compress.mask import satisfies_nm
 
     env = dict(os.environ, SLMKIT_PROGRESS="0", HF_HUB_OFFLINE="1")
     args = ["compress", str(tiny_folder), "--method", "sparsegpt", "--pattern", "2:4", "--format", "compressed-tensors",

@@ -3,13 +3,13 @@ import torch
 from tiny import tiny_model
 from torch import nn
 
+from slmkit.anatomy import decoder_linears
 from slmkit.compress.quant.awq import fake_quant, search_scales
 from slmkit.compress.quant.gptq import gptq_codes
-from slmkit.compress.quant.grid import QuantSpec, check_group_size, dequantize, quantize_rtn
-from slmkit.compress.quant.linear import QuantLinear
+from slmkit.compress.quant.grid import QuantSpec, check_group_size, quantize_rtn
 from slmkit.errors import SlmError
 from slmkit.evaluate.profile import count_parameters, tensor_bytes
-from slmkit.models.anatomy import decoder_linears
+from slmkit.modules.quant_linear import QuantLinear, dequantize
 from slmkit.steps import StepContext, get_step
 
 

@@ -5,9 +5,9 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import slmkit
+from slmkit.anatomy import decoder_linears, linear_weight
 from slmkit.compress.pruning.options import MagnitudeOptions
 from slmkit.errors import SlmError
-from slmkit.models.anatomy import decoder_linears, linear_weight
 from slmkit.steps import register_step
 
 QUICK_EVAL = {
@@ -65,7 +65,7 @@ def test_refuses_to_overwrite_a_foreign_folder(tiny_folder, tmp_path):
     out = tmp_path / "precious"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
-    with pytest.raises(SlmError, match="not an slmkit output"):
+    with pytest.raises(SlmError, match="holds files slmkit did not write .e.g. notes.txt.*--overwrite"):
         slmkit.run(recipe_for(tiny_folder), out)
     assert (out / "notes.txt").read_text() == "keep me"
 

@@ -11,7 +11,7 @@ from serving import ServerThread, free_port, one_thread, wait_http  # noqa: F401
 from tiny import tiny_model, tiny_tokenizer
 
 from slmkit.errors import SlmError
-from slmkit.export.gguf import export_gguf
+from slmkit.layouts.gguf import save as export_gguf
 from slmkit.serve.build import build_app
 
 NO_EXTRA = "llama-cpp-python is not installed (make install-llamacpp)"

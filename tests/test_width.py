@@ -5,10 +5,10 @@ import torch
 from tiny import FAMILIES, tiny_model
 from transformers import AutoModelForCausalLM
 
+from slmkit.anatomy import anatomy_of, get_module, linear_weight
 from slmkit.compress.structured.options import WidthPruneOptions
 from slmkit.compress.structured.width import kept_heads, kept_width, width_prune
 from slmkit.errors import SlmError
-from slmkit.models.anatomy import anatomy_of, get_module, linear_weight
 from slmkit.steps import StepContext
 
 IDS = torch.randint(1, 300, (2, 24), generator=torch.Generator().manual_seed(0))

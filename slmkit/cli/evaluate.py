@@ -73,7 +73,8 @@ def eval_command(
 def write_eval_output(out: str, model: str, net, payload: dict, profile: bool, dtype: str) -> None:
     """DIR/results.json (the --json payload) and DIR/slmkit.json (what `slm report` reads)."""
     from slmkit.evaluate.profile import count_parameters, measure_in_subprocess, tensor_bytes
-    from slmkit.models.saving import atomic_output_dir, read_manifest, write_manifest
+    from slmkit.models.saving import read_manifest, write_manifest
+    from slmkit.outputs import atomic_folder
 
     params, nonzero = count_parameters(net)
     metrics = {k: payload[k] for k in ("tasks", "trust") if k in payload}
@@ -82,7 +83,7 @@ def write_eval_output(out: str, model: str, net, payload: dict, profile: bool, d
     metrics["size"] = {"parameters": params, "nonzero_parameters": nonzero, "bytes_in_memory": tensor_bytes(net)}
     if profile:
         metrics["profile"] = measure_in_subprocess(model, prompt_tokens=256, decode_tokens=32, repeats=3, dtype=dtype).to_dict()
-    with atomic_output_dir(out) as tmp:
+    with atomic_folder(out) as tmp:
         (tmp / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
         parent = read_manifest(model).get("source") if Path(model).is_dir() else None  # a compressed model's dense parent
         write_manifest(tmp, {"kind": "eval", "source": model, "parent": parent, "metrics": metrics})

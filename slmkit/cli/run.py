@@ -16,6 +16,8 @@ from slmkit.evaluate.report import comparison_rows
 from slmkit.recipe import describe, load_recipe, parse_recipe
 from slmkit.steps import all_steps, get_step, offload_steps
 
+OVERWRITE_HELP = "Replace --out even if it holds files slmkit did not write."
+
 
 def print_summary(manifest: dict, out: Path) -> None:
     rows = comparison_rows(manifest.get("baseline", {}), manifest.get("metrics", {}))
@@ -36,11 +38,12 @@ def print_summary(manifest: dict, out: Path) -> None:
 def run_command(
     recipe: Path = typer.Argument(..., help="YAML recipe: model, steps, save, eval."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (written atomically)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Run a recipe: load → steps → save → evaluate; writes OUT/report.md."""
     from slmkit.runner import run
 
-    manifest = run(load_recipe(recipe), out)
+    manifest = run(load_recipe(recipe), out, overwrite=overwrite)
     print_summary(manifest, out)
 
 
@@ -98,6 +101,7 @@ def compress_command(
     offload: bool = typer.Option(False, "--offload", help="Layer offload: keep the decoder layers on disk and process one "
                                  "at a time, so the whole model is never in memory. Methods listing --offload below; a "
                                  "safetensors model folder or the embedded model; format hf; no --ppl or --profile."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Compress a model with one method; method options follow as --name value."""
     from slmkit.runner import run
@@ -133,7 +137,7 @@ def compress_command(
         },
         origin="slm compress",
     )
-    manifest = run(recipe, out)
+    manifest = run(recipe, out, overwrite=overwrite)
     print_summary(manifest, out)
 
 

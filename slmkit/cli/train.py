@@ -39,13 +39,14 @@ def finish(model, tokenizer, out: Path, source: str, options, result, adapter_on
     """Save on the main process only; print a one-line summary."""
     from accelerate import PartialState
 
-    from slmkit.models.saving import atomic_output_dir, save, write_manifest
+    from slmkit.models.saving import save, write_manifest
+    from slmkit.outputs import atomic_folder
 
     if not PartialState().is_main_process:
         return
     manifest = {"source": source, "training": {"options": options.model_dump(), **result.to_dict()}}
     if adapter_only:
-        with atomic_output_dir(out) as tmp:
+        with atomic_folder(out) as tmp:
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
             write_manifest(tmp, {"format": "peft-adapter", **manifest})

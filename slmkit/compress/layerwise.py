@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from slmkit.models.anatomy import Anatomy, anatomy_of, get_module, is_conv1d
+from slmkit.anatomy import Anatomy, anatomy_of, get_module, is_conv1d
 from slmkit.progress import progress_bar
 
 STATS = ("sqnorm", "gram", "absmax", "absmean", "inputs")

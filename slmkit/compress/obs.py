@@ -16,7 +16,7 @@ from typing import Iterator, Protocol
 
 import torch
 
-from slmkit.compress.pruning.mask import lowest_k_mask
+from slmkit.compress.mask import lowest_k_mask
 
 
 class ColumnQuantizer(Protocol):

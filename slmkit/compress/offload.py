@@ -14,15 +14,16 @@ import json
 from pathlib import Path
 
 import torch
-from accelerate import init_empty_weights
 from accelerate.utils import set_module_tensor_to_device
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from slmkit import layouts
+from slmkit.anatomy import anatomy_of
 from slmkit.errors import SlmError
+from slmkit.layouts.common import auto_config, auto_tokenizer, empty_model, unique_tensors
 from slmkit.memory import return_freed_memory
-from slmkit.models.anatomy import anatomy_of
 
 REST = "model-rest.safetensors"
 
@@ -52,16 +53,10 @@ def read_tensors(files: dict[str, Path], names: list[str]) -> dict[str, torch.Te
 
 def load_skeleton(folder: str | Path, dtype: torch.dtype = torch.float32) -> nn.Module:
     """The model of `folder` with everything but the decoder layers' parameters in memory."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from slmkit.models.loading import folder_layout
-
     folder = Path(folder)
-    config = AutoConfig.from_pretrained(folder)
-    if folder_layout(str(folder)) != "hf" or getattr(config, "quantization_config", None):
+    if layouts.detect(folder).NAME != "hf":
         raise SlmError(f"layer offload reads plain Hugging Face folders; {folder} holds a compressed or factorized model")
-    with init_empty_weights(include_buffers=False):
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    model = empty_model(auto_config(folder), dtype)
     layers = anatomy_of(model).layers + "."
     files = tensor_files(folder)
     names = [n for n, _ in model.named_parameters() if not n.startswith(layers) and n in files]
@@ -107,12 +102,8 @@ class LayerOffload:
     def finish(self, model: nn.Module, tokenizer=None) -> Path:
         """Write the non-layer weights, the shard index and config: `out` then loads with from_pretrained."""
         layers = self.prefix + "."
-        rest, seen = {}, set()
-        for name, p in model.named_parameters():
-            if name.startswith(layers) or p.data_ptr() in seen:
-                continue
-            seen.add(p.data_ptr())
-            rest[name] = p.detach().contiguous()
+        named = unique_tensors(dict(model.named_parameters()))
+        rest = {name: p.detach().contiguous() for name, p in named.items() if not name.startswith(layers)}
         save_file(rest, str(self.out / REST), metadata={"format": "pt"})
         weight_map = {k: REST for k in rest}
         for path in sorted(self.out.glob("model-layer-*.safetensors")):
@@ -128,15 +119,13 @@ class LayerOffload:
 def compress_offloaded(source: str | Path, out: str | Path, method: str, options, context, show_progress: bool = True,
                        dtype: torch.dtype = torch.float32) -> Path:
     """Run a pruning step with layers kept on disk; `out` becomes a plain HF folder."""
-    from transformers import AutoTokenizer
-
     from slmkit.steps import get_step, offload_steps
 
     step = get_step(method)
     if not step.can_offload:
         raise SlmError(f"'{method}' cannot run with layer offload (steps that can: {', '.join(offload_steps())})")
     model = load_skeleton(source, dtype)
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer = auto_tokenizer(source)
     if context.tokenizer is None:
         context.tokenizer = tokenizer
     offload = LayerOffload(model, source, out)

@@ -56,30 +56,23 @@ def weights_bytes(folder: str | Path) -> int:
 
 def tensor_bytes(model) -> int:
     """Bytes held by parameters and buffers, each storage counted once (tied weights, packed ints)."""
-    seen, total = set(), 0
-    for t in list(model.parameters()) + list(model.buffers()):
-        key = t.untyped_storage().data_ptr()
-        if key not in seen:
-            seen.add(key)
-            total += t.untyped_storage().nbytes()
-    return total
+    from slmkit.layouts.common import unique_tensors
+
+    tensors = unique_tensors({**dict(model.named_parameters()), **dict(model.named_buffers())})
+    return sum(t.untyped_storage().nbytes() for t in tensors.values())
 
 
 def count_parameters(model) -> tuple[int, int]:
     """(total, non-zero) parameters; tied weights count once, packed quantized weights by logical size."""
+    from slmkit.layouts.common import unique_tensors
+
     total = nonzero = 0
-    seen = set()
     for module in model.modules():
         counter = getattr(module, "logical_parameters", None)
-        if counter is not None:  # packed quantized layers report their logical size
+        if counter is not None:  # packed quantized layers report their logical size (they hold buffers only)
             n, nz = counter()
             total, nonzero = total + n, nonzero + nz
-            for p in module.parameters(recurse=False):
-                seen.add(p.data_ptr())
-    for p in model.parameters():
-        if p.data_ptr() in seen:
-            continue
-        seen.add(p.data_ptr())
+    for p in unique_tensors(dict(model.named_parameters())).values():
         total += p.numel()
         nonzero += int(p.count_nonzero())
     return total, nonzero

@@ -1,7 +1,8 @@
-"""Saving a model as a standard folder: weights + config + tokenizer + `slmkit.json` manifest.
+"""Saving a model as an output folder: its layout (slmkit/layouts/) plus the `slmkit.json` manifest.
 
-Every output is written into a temporary sibling folder and renamed into place only when
-complete, so a failed run never leaves a half-written model behind.
+The folder is written into a temporary sibling and swapped into place only when complete
+(slmkit/outputs.py), so a failed or killed run never leaves a half-written model behind, and
+an earlier output is replaced only when slmkit wrote it (or `overwrite` is given).
 """
 
 from __future__ import annotations
@@ -9,56 +10,28 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
-import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from slmkit.errors import SlmError
-
-MANIFEST = "slmkit.json"
-
-
-def save_hf(model, tokenizer, folder: Path) -> None:
-    """Plain Hugging Face layout: loads with `AutoModelForCausalLM.from_pretrained`."""
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+from slmkit.failpoints import failpoint
+from slmkit.formats import SAVE_FORMATS
+from slmkit.outputs import MANIFEST, atomic_folder, check_target
 
 
-def check_output_dir(out: str | Path) -> Path:
-    """An output path we may (re)place: absent, empty, or an earlier slmkit output."""
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file())):
-        raise SlmError(f"output {out} exists and is not an slmkit output folder; choose another --out")
-    return out
-
-
-@contextmanager
-def atomic_output_dir(out: str | Path) -> Iterator[Path]:
-    """Yield a temporary folder beside `out`; on success it replaces `out`, on failure it is removed."""
-    out = check_output_dir(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        yield tmp
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+def check_output_dir(out: str | Path, overwrite: bool = False) -> Path:
+    """An output folder we may (re)place; checked before any slow work (see slmkit/outputs.py)."""
+    return check_target(out, overwrite)
 
 
 def versions() -> dict[str, str]:
     import torch
     import transformers
 
-    import slmkit
+    from slmkit.version import __version__
 
     return {
-        "slmkit": slmkit.__version__,
+        "slmkit": __version__,
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "python": platform.python_version(),
@@ -76,13 +49,15 @@ def read_manifest(folder: str | Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def save(model, tokenizer, out: str | Path, format: str = "hf", manifest: dict | None = None) -> Path:
+def save(model, tokenizer, out: str | Path, format: str = "hf", manifest: dict | None = None,
+         overwrite: bool = False) -> Path:
     """Save a model atomically in a named format, with its manifest."""
-    from slmkit.formats import SAVE_FORMATS, saver
+    from slmkit import layouts
 
     if format not in SAVE_FORMATS:
         raise SlmError(f"unknown format '{format}' (valid: {', '.join(SAVE_FORMATS)})")
-    with atomic_output_dir(out) as tmp:
-        saver(format)(model, tokenizer, tmp)
+    with atomic_folder(out, overwrite) as tmp:
+        layouts.save(model, tokenizer, tmp, format)
+        failpoint("save:layout")
         write_manifest(tmp, {"format": format, **(manifest or {})})
     return Path(out)

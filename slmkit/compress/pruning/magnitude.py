@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from slmkit.compress.pruning.mask import prune_mask
+from slmkit.anatomy import anatomy_of, linear_weight
+from slmkit.compress.mask import prune_mask
 from slmkit.compress.pruning.options import MagnitudeOptions
-from slmkit.models.anatomy import anatomy_of, linear_weight
 from slmkit.progress import progress_bar
 
 

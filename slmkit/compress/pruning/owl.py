@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import torch
 
+from slmkit.anatomy import get_module, linear_weight
 from slmkit.compress.layerwise import LinearStats, run_layerwise
 from slmkit.errors import SlmError
-from slmkit.models.anatomy import get_module, linear_weight
 
 
 def wanda_scores(weight: torch.Tensor, sqnorm: torch.Tensor) -> torch.Tensor:
@@ -47,7 +47,7 @@ def owl_sparsities(ratios: list[float], target: float, lam: float) -> list[float
 
 def layer_sparsities(model, calibration_ids: torch.Tensor, options, show_progress: bool = True, offload=None) -> list[float]:
     """The sparsity of each decoder layer: the target everywhere, or OWL's allocation."""
-    from slmkit.models.anatomy import anatomy_of
+    from slmkit.anatomy import anatomy_of
 
     layers = len(anatomy_of(model).layer_list(model))
     if not options.owl:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import torch
 
+from slmkit.anatomy import get_module, linear_weight
 from slmkit.compress.layerwise import LinearStats, paths_by_input, run_layerwise
 from slmkit.compress.obs import obs_sweep
 from slmkit.compress.pruning.options import SparseGPTOptions
 from slmkit.compress.pruning.owl import layer_sparsities
 from slmkit.errors import SlmError
-from slmkit.models.anatomy import get_module, linear_weight
 
 
 class SparseGPT:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from slmkit.anatomy import get_module, linear_weight
 from slmkit.compress.layerwise import LinearStats, run_layerwise
-from slmkit.compress.pruning.mask import prune_mask
+from slmkit.compress.mask import prune_mask
 from slmkit.compress.pruning.options import WandaOptions
 from slmkit.compress.pruning.owl import layer_sparsities, wanda_scores
-from slmkit.models.anatomy import get_module, linear_weight
 
 
 class Wanda:

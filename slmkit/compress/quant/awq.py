@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import torch
 
+from slmkit.anatomy import anatomy_of, get_module, linear_weight
 from slmkit.compress.layerwise import run_layerwise
 from slmkit.compress.quant.gptq import gptq_quantize
-from slmkit.compress.quant.grid import QuantSpec, check_group_size, dequantize, quantize_rtn
+from slmkit.compress.quant.grid import QuantSpec, check_group_size, quantize_rtn
 from slmkit.compress.quant.options import AWQOptions, GPTQOptions
 from slmkit.compress.quant.rtn import rtn_quantize, spec_of
 from slmkit.compress.quant.scaling import fold_scales, producer_of
-from slmkit.models.anatomy import anatomy_of, get_module, linear_weight
+from slmkit.modules.quant_linear import dequantize
 
 
 def fake_quant(w: torch.Tensor, spec: QuantSpec) -> torch.Tensor:

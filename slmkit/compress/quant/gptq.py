@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import torch
 
+from slmkit.anatomy import get_module, linear_weight
 from slmkit.compress.layerwise import paths_by_input, run_layerwise
 from slmkit.compress.obs import obs_sweep
 from slmkit.compress.quant.grid import QuantSpec, check_group_size, grid_params, to_codes
-from slmkit.compress.quant.linear import replace_with_quant
 from slmkit.compress.quant.options import GPTQOptions
 from slmkit.compress.quant.rtn import spec_of
-from slmkit.models.anatomy import get_module, linear_weight
+from slmkit.modules.quant_linear import replace_with_quant
 
 
 class GroupQuantizer:

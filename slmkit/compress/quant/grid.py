@@ -1,7 +1,8 @@
 """The integer grid of weight quantization: scales, zero points and codes per output row and group.
 
 Codes are unsigned, u in [0, 2^bits - 1]; a weight dequantizes to (u - zero) · scale. Symmetric
-grids have zero = 2^(bits-1). Scales are rounded to bfloat16 so that the CPU kernels, which take
+grids have zero = 2^(bits-1); the inverse, `dequantize`, lives beside the kernels in
+slmkit/modules/quant_linear.py. Scales are rounded to bfloat16 so that the CPU kernels, which take
 bfloat16 scales, compute exactly what was chosen here.
 """
 
@@ -12,8 +13,6 @@ from dataclasses import dataclass
 import torch
 
 from slmkit.errors import SlmError
-
-KERNEL_GROUP_SIZES = (32, 64, 128, 256)  # what the int4 CPU kernel accepts
 
 
 @dataclass(frozen=True)
@@ -62,18 +61,10 @@ def quantize_rtn(w: torch.Tensor, spec: QuantSpec) -> tuple[torch.Tensor, torch.
     return codes.reshape(rows, cols).to(torch.uint8), scale, zero.to(torch.uint8)
 
 
-def dequantize(codes: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
-    """(u - zero) · scale, groups laid out contiguously along the input dimension."""
-    rows, cols = codes.shape
-    g = cols // scale.shape[1]
-    q = codes.float().view(rows, -1, g) - zero.float()[..., None]
-    return (q * scale[..., None]).view(rows, cols)
-
-
 def check_group_size(model, group_size: int) -> None:
     """A group size must divide every quantized Linear's input width; say which ones would."""
+    from slmkit.anatomy import decoder_linears
     from slmkit.compress.layerwise import in_features
-    from slmkit.models.anatomy import decoder_linears
 
     if not group_size:
         return

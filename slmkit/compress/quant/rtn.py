@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from slmkit.anatomy import decoder_linears, linear_weight
 from slmkit.compress.quant.grid import QuantSpec, check_group_size, quantize_rtn
-from slmkit.compress.quant.linear import replace_with_quant
 from slmkit.compress.quant.options import WeightQuantOptions
-from slmkit.models.anatomy import decoder_linears, linear_weight
+from slmkit.modules.quant_linear import replace_with_quant
 
 
 def spec_of(options: WeightQuantOptions) -> QuantSpec:

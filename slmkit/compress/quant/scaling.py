@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from slmkit.anatomy import Anatomy, get_module, is_conv1d, linear_weight
 from slmkit.compress.layerwise import linear_groups
-from slmkit.models.anatomy import Anatomy, get_module, is_conv1d, linear_weight
 
 
 def producer_of(anatomy: Anatomy, layer: nn.Module, paths: list[str]) -> nn.Module | None:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import torch
 
+from slmkit.anatomy import anatomy_of, get_module, linear_weight
 from slmkit.compress.layerwise import linear_groups, run_layerwise
 from slmkit.compress.quant.grid import QuantSpec, quantize_rtn
-from slmkit.compress.quant.linear import replace_with_quant
 from slmkit.compress.quant.options import SmoothQuantOptions
 from slmkit.compress.quant.scaling import fold_scales
-from slmkit.models.anatomy import anatomy_of, get_module, linear_weight
+from slmkit.modules.quant_linear import replace_with_quant
 
 W8 = QuantSpec(bits=8, group_size=0, symmetric=True)
 

@@ -17,11 +17,11 @@ from collections import deque
 import torch
 import torch.nn.functional as F
 
+from slmkit.anatomy import anatomy_of
 from slmkit.compress.layerwise import run_layerwise
 from slmkit.compress.structured.options import DepthPruneOptions
 from slmkit.compress.structured.rebuild import per_layer_fields, rebuild
 from slmkit.errors import SlmError
-from slmkit.models.anatomy import anatomy_of
 
 
 def token_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -18,54 +18,23 @@ the dense model's statistics and then dropped (only the spectra are kept, not th
 the usual sequential pass factorizes at the allocated ranks, with fresh statistics.
 
 The factorized model records its ranks in its config (`slmkit_low_rank`) and a layout marker
-(`slmkit_layout: low_rank`), so `slmkit.load` rebuilds it from any saved folder; `merge_low_rank`
-multiplies the factors back for a dense folder that plain transformers loads.
+(`slmkit_layout: low_rank`), so `slmkit.load` rebuilds it from any saved folder (slmkit/layouts/low_rank.py,
+which also multiplies the factors back for a dense folder that plain transformers loads).
 """
 
 from __future__ import annotations
 
-import copy
 import heapq
-from pathlib import Path
 
 import torch
 from torch import nn
 
+from slmkit.anatomy import anatomy_of, get_module, is_conv1d, linear_weight, set_module
 from slmkit.compress.layerwise import run_layerwise
 from slmkit.compress.structured.options import LowRankOptions
-from slmkit.models.anatomy import anatomy_of, get_module, is_conv1d, linear_weight, set_module
+from slmkit.modules.factorized import FactorizedLinear
 
 LAYOUT = "low_rank"
-
-
-class FactorizedLinear(nn.Module):
-    """y = expand(project(x)): a rank-r stand-in for a Linear (or GPT-2 Conv1D) of the same in/out."""
-
-    def __init__(self, in_features: int, out_features: int, rank: int, bias: bool, conv1d: bool = False) -> None:
-        super().__init__()
-        self.in_features, self.out_features, self.rank, self.conv1d = in_features, out_features, rank, conv1d
-        self.project = nn.Linear(in_features, rank, bias=False)
-        self.expand = nn.Linear(rank, out_features, bias=bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.expand(self.project(x))
-
-    def merged(self) -> nn.Module:
-        """The dense module (Linear, or Conv1D where the original was one) this factorization stands for."""
-        weight = self.expand.weight.data @ self.project.weight.data
-        bias = self.expand.bias is not None
-        if self.conv1d:
-            from transformers.pytorch_utils import Conv1D
-
-            dense = Conv1D(self.out_features, self.in_features).to(weight.dtype)
-            dense.weight.data = weight.t().contiguous()
-            dense.bias.data = self.expand.bias.data.clone() if bias else torch.zeros_like(dense.bias)
-            return dense
-        dense = nn.Linear(self.in_features, self.out_features, bias=bias, dtype=weight.dtype, device=weight.device)
-        dense.weight.data = weight
-        if bias:
-            dense.bias.data = self.expand.bias.data.clone()
-        return dense
 
 
 def break_even_rank(in_features: int, out_features: int) -> float:
@@ -245,49 +214,3 @@ def factorized_ranks(model) -> dict[str, list[int]]:
     """{module name: [rank, in, out, conv1d]} of every FactorizedLinear."""
     return {name: [m.rank, m.in_features, m.out_features, int(m.conv1d)]
             for name, m in model.named_modules() if isinstance(m, FactorizedLinear)}
-
-
-def merge_low_rank(model):
-    """Multiply every factorization back into a dense projection (in place); the model is plain again."""
-    for name, module in list(model.named_modules()):
-        if isinstance(module, FactorizedLinear):
-            set_module(model, name, module.merged())
-    for key in ("slmkit_layout", "slmkit_low_rank"):
-        if hasattr(model.config, key):
-            delattr(model.config, key)
-    return model
-
-
-def save_merged(model, tokenizer, folder: Path) -> None:
-    """Save format `hf_merged`: a dense Hugging Face folder (factors multiplied back) for plain transformers."""
-    from slmkit.models.saving import save_hf
-
-    save_hf(merge_low_rank(copy.deepcopy(model)), tokenizer, folder)
-
-
-def load_low_rank(folder: str, dtype: str = "float32"):
-    """Folder loader for the low_rank layout: build the family's model, put factorized Linears back, load weights."""
-    from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    from slmkit.errors import SlmError
-    from slmkit.models.loading import torch_dtype
-
-    config = AutoConfig.from_pretrained(folder)
-    ranks = getattr(config, "slmkit_low_rank", None)
-    files = sorted(Path(folder).glob("*.safetensors"))
-    if not ranks or not files:
-        raise SlmError(f"{folder} is marked low_rank but lacks its ranks or safetensors weights")
-    model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype(dtype))
-    for name, (rank, in_features, out_features, conv1d) in ranks.items():
-        bias = getattr(get_module(model, name), "bias", None) is not None
-        set_module(model, name, FactorizedLinear(in_features, out_features, rank, bias, bool(conv1d)).to(torch_dtype(dtype)))
-    state = {}
-    for file in files:
-        state.update(load_file(file))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    tied = set(getattr(model, "_tied_weights_keys", None) or {})
-    if [k for k in missing if k not in tied] or unexpected:
-        raise SlmError(f"{folder}: weights do not match the low-rank layout (missing {missing[:2]}, unexpected {unexpected[:2]})")
-    model.tie_weights()
-    return model.eval(), AutoTokenizer.from_pretrained(folder)

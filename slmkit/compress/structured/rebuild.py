@@ -22,7 +22,7 @@ def rebuild(model, config, state_dict: dict[str, torch.Tensor]):
     dtype = next(model.parameters()).dtype
     device = next(model.parameters()).device
     with torch.device(device):
-        new = AutoModelForCausalLM.from_config(config, dtype=dtype)
+        new = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=False)
     missing, unexpected = new.load_state_dict(state_dict, strict=False)
     tied = set(getattr(new, "_tied_weights_keys", None) or {})
     missing = [k for k in missing if k not in tied]

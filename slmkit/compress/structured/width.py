@@ -17,11 +17,11 @@ import copy
 
 import torch
 
+from slmkit.anatomy import anatomy_of, get_module, is_conv1d, linear_weight
 from slmkit.compress.layerwise import run_layerwise
 from slmkit.compress.structured.options import WidthPruneOptions
 from slmkit.compress.structured.rebuild import rebuild
 from slmkit.errors import SlmError
-from slmkit.models.anatomy import anatomy_of, get_module, is_conv1d, linear_weight
 
 FUSED_QKV_FAMILIES = {"gpt2"}  # one fused c_attn projection
 HEAD_DIM_FROM_HIDDEN = {"gpt2", "opt"}  # head_dim = hidden / heads: neither heads nor hidden can change alone

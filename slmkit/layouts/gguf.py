@@ -1,4 +1,7 @@
-"""Export a model to a GGUF file (llama.cpp) with the `gguf` package: F32, F16, Q8_0 or Q4_0.
+"""The GGUF layout (llama.cpp, Ollama): one file holding the tokenizer, the config and every tensor.
+
+Saving writes F32, F16, Q8_0 or Q4_0 with the `gguf` package. Loading converts the file once
+through transformers' GGUF support into a cached safetensors folder (later loads take seconds).
 
 Weights are renamed with gguf's tensor-name map and, for Llama-family attention, q/k rows are
 reordered the way llama.cpp's rotary embedding expects (the inverse of what transformers undoes
@@ -10,13 +13,24 @@ Supported families: llama (incl. SmolLM), mistral, qwen2.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from slmkit.cache import cache_dir
 from slmkit.errors import SlmError
+from slmkit.layouts import hf
+from slmkit.layouts.common import auto_tokenizer, first_line
+from slmkit.modules.quant_linear import QuantLinear
+
+NAME = "gguf"
+MAGIC = b"GGUF"
 
 TYPES = ("F32", "F16", "Q8_0", "Q4_0")
 ARCHS = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2"}
@@ -30,8 +44,6 @@ def permute_rotary(weight: torch.Tensor, heads: int) -> torch.Tensor:
 
 def float_state_dict(model) -> dict[str, torch.Tensor]:
     """The model's weights as float tensors, packed quantized layers dequantized."""
-    from slmkit.compress.quant.linear import QuantLinear
-
     quantized = {name: m for name, m in model.named_modules() if isinstance(m, QuantLinear)}
     state = {name: t for name, t in model.state_dict().items() if name.rpartition(".")[0] not in quantized}
     for name, module in quantized.items():
@@ -85,7 +97,7 @@ def tensor_data(tensor: torch.Tensor, qtype_name: str):
 
 
 @torch.no_grad()
-def export_gguf(model, tokenizer, path: str | Path, qtype: str = "Q8_0") -> Path:
+def save(model, tokenizer, path: Path, qtype: str = "Q8_0") -> Path:
     """Write `model` (and its tokenizer) to a single GGUF file at `path`."""
     import gguf
 
@@ -103,8 +115,6 @@ def export_gguf(model, tokenizer, path: str | Path, qtype: str = "Q8_0") -> Path
     if rope.get("rope_type", "default") not in ("default", None):
         raise SlmError(f"GGUF export supports plain rotary embeddings only (this model uses {rope['rope_type']})")
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     writer = gguf.GGUFWriter(str(path), arch)
     writer.add_name(getattr(config, "_name_or_path", "") or family)
     writer.add_context_length(config.max_position_embeddings)
@@ -145,3 +155,51 @@ def export_gguf(model, tokenizer, path: str | Path, qtype: str = "Q8_0") -> Path
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def detect(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        return f.read(4) == MAGIC
+
+
+def load(path: Path, dtype: str = "float32", name: str | None = None):
+    """(model, tokenizer) of a GGUF file, through its cached float folder."""
+    return hf.load(to_folder(path, name), dtype)
+
+
+def to_folder(path: Path, name: str | None = None) -> Path:
+    """Convert a GGUF file to a cached fp32 safetensors folder once; return the folder."""
+    from transformers import AutoModelForCausalLM
+
+    stat = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    target = cache_dir("models", f"{name or path.stem}-{key}")
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    try:
+        try:
+            tokenizer = auto_tokenizer(path.parent, gguf_file=path.name)
+            gguf_model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32,
+                                                              trust_remote_code=False)
+        except Exception as err:  # transformers raises many kinds on a corrupt or unsupported GGUF
+            raise SlmError(f"could not read GGUF file {path}: {first_line(err)}") from err
+        # A GGUF-loaded model refuses save_pretrained: rebuild a plain one from its config and weights.
+        config = gguf_model.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        with torch.device("meta"):
+            plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32, trust_remote_code=False)
+        plain.load_state_dict(gguf_model.state_dict(), assign=True)
+        plain.tie_weights()
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "slmkit-source.json").write_text(json.dumps({"gguf": str(path.resolve())}, indent=1))
+        os.replace(tmp, target) if not target.exists() else shutil.rmtree(tmp)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target

@@ -19,7 +19,18 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from slmkit.compress.quant.grid import KERNEL_GROUP_SIZES, dequantize
+from slmkit.anatomy import get_module, set_module
+
+KERNEL_GROUP_SIZES = (32, 64, 128, 256)  # what the int4 CPU kernel accepts
+
+
+def dequantize(codes: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
+    """(u - zero) · scale, groups laid out contiguously along the input dimension."""
+    rows, cols = codes.shape
+    g = cols // scale.shape[1]
+    q = codes.float().view(rows, -1, g) - zero.float()[..., None]
+    return (q * scale[..., None]).view(rows, cols)
+
 
 # The packed kernels' thread barriers cost milliseconds when cores are shared (measured: int4 one-row
 # matmul 0.05-0.9 ms on one thread, 7-50 ms on two); a decode step is memory-bound, so it uses one thread.
@@ -167,8 +178,6 @@ class QuantLinear(nn.Module):
 def replace_with_quant(root: nn.Module, path: str, codes, scale, zero, bits: int, act_bits: int | None = None,
                        group_size: int | None = None) -> QuantLinear:
     """Swap the projection at `path` for a QuantLinear holding the given codes (bias kept)."""
-    from slmkit.models.anatomy import get_module, set_module
-
     old = get_module(root, path)
     new = QuantLinear.from_codes(codes, scale, zero, bits, getattr(old, "bias", None), act_bits, group_size)
     set_module(root, path, new)

@@ -3,22 +3,38 @@
 Codes go through the compressed-tensors library's own compressors: "pack-quantized" (sub-byte
 codes packed into int32 words) for weight-only models, "int-quantized" (int8 weights, dynamic
 per-token int8 inputs) for W8A8. compressed-tensors codes are signed: q = u − 2^(bits−1),
-zero points likewise. Loading such a folder in slmkit gives back packed QuantLinear modules.
+zero points likewise. Loading such a folder gives back packed QuantLinear modules.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
-from slmkit.compress.quant.grid import dequantize
-from slmkit.compress.quant.linear import QuantLinear
+from slmkit.anatomy import set_module
 from slmkit.errors import SlmError
-from slmkit.models.anatomy import set_module
+from slmkit.layouts.common import (
+    WEIGHTS,
+    auto_config,
+    auto_tokenizer,
+    config_json,
+    empty_model,
+    load_state,
+    read_safetensors,
+    unique_tensors,
+    write_config,
+)
+from slmkit.modules.quant_linear import QuantLinear, dequantize
+
+NAME = "pack_quantized"
+
+
+def detect(path: Path) -> bool:
+    config = (config_json(path).get("quantization_config") or {}) if path.is_dir() else {}
+    return config.get("quant_method") == "compressed-tensors" and bool(config.get("config_groups"))
 
 
 def scheme_of(module: QuantLinear):
@@ -41,26 +57,25 @@ def compressor(fmt: str):
     return NaiveQuantizationCompressor if fmt == "int-quantized" else PackedQuantizationCompressor
 
 
+def quantized_modules(model: nn.Module) -> dict[str, QuantLinear]:
+    return {name: m for name, m in model.named_modules() if isinstance(m, QuantLinear)}
+
+
 @torch.no_grad()
-def save_quantized_compressed(model: nn.Module, tokenizer, folder: Path) -> None:
+def save(model: nn.Module, tokenizer, folder: Path) -> None:
     """Write a model with QuantLinear layers as a compressed-tensors folder (safetensors + config + tokenizer)."""
     from compressed_tensors.compressors.model_compressors.model_compressor import ModelCompressor
     from compressed_tensors.quantization import QuantizationConfig
 
-    quantized = {name: m for name, m in model.named_modules() if isinstance(m, QuantLinear)}
+    quantized = quantized_modules(model)
     if not quantized:
         raise SlmError("the model has no quantized layers to save as compressed-tensors (run rtn, gptq, awq or smoothquant first)")
     schemes = {(scheme_of(m)[0].model_dump_json(), scheme_of(m)[1]) for m in quantized.values()}
     if len(schemes) > 1:
         raise SlmError("compressed-tensors export needs one quantization scheme for all layers; this model mixes several")
     scheme, fmt = scheme_of(next(iter(quantized.values())))
-    state, seen = {}, set()
-    for name, tensor in model.state_dict(keep_vars=False).items():
-        owner = name.rpartition(".")[0]
-        if owner in quantized or tensor.untyped_storage().data_ptr() in seen:
-            continue  # quantized layers are written below; tied weights once
-        seen.add(tensor.untyped_storage().data_ptr())
-        state[name] = tensor.contiguous()
+    state = {name: t.contiguous() for name, t in unique_tensors(model.state_dict()).items()
+             if name.rpartition(".")[0] not in quantized}
     for name, module in quantized.items():
         codes, scale, zero = module.unpack()
         offset = 2 ** (module.bits - 1)
@@ -70,65 +85,46 @@ def save_quantized_compressed(model: nn.Module, tokenizer, folder: Path) -> None
             state[f"{name}.{key}"] = value.contiguous()
         if module.bias is not None:
             state[f"{name}.bias"] = module.bias
-    save_file(state, str(Path(folder) / "model.safetensors"), metadata={"format": "pt"})
-    model.config.save_pretrained(folder)
-    if getattr(model, "generation_config", None) is not None:
-        model.generation_config.save_pretrained(folder)
+    save_file(state, str(Path(folder) / WEIGHTS), metadata={"format": "pt"})
+    write_config(model, None, folder)
     ignore = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     config = QuantizationConfig(config_groups={"group_0": scheme}, format=fmt, quantization_status="compressed", ignore=ignore)
     ModelCompressor(quantization_config=config).update_config(str(folder))
     tokenizer.save_pretrained(folder)
 
 
-def quantization_config(folder: str | Path) -> dict:
-    path = Path(folder) / "config.json"
-    return json.loads(path.read_text()).get("quantization_config", {}) if path.is_file() else {}
+def pop_quant_linear(state: dict, prefix: str, bits: int, act_bits: int | None, group_size: int) -> QuantLinear:
+    """Take one Linear's compressed tensors out of `state` and rebuild its packed QuantLinear."""
+    from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
 
-
-def is_quantized_compressed(folder: str | Path) -> bool:
-    config = quantization_config(folder)
-    return config.get("quant_method") == "compressed-tensors" and bool(config.get("config_groups"))
+    offset = 2 ** (bits - 1)
+    scale = state.pop(f"{prefix}.weight_scale").float()
+    zp = state.pop(f"{prefix}.weight_zero_point", None)
+    if f"{prefix}.weight_packed" in state:
+        shape = state.pop(f"{prefix}.weight_shape")
+        codes = unpack_from_int32(state.pop(f"{prefix}.weight_packed"), bits, shape)
+        if zp is not None:
+            zp = unpack_from_int32(zp, bits, (int(shape[0]), scale.shape[1]), packed_dim=0)
+    else:
+        codes = state.pop(f"{prefix}.weight")
+    zero = torch.full_like(scale, offset) if zp is None else zp.float().reshape(scale.shape) + offset
+    u = (codes.to(torch.int16) + offset).to(torch.uint8)
+    bias = state.pop(f"{prefix}.bias", None)
+    return QuantLinear.from_codes(u, scale, zero.to(torch.uint8), bits, bias, act_bits, group_size)
 
 
 @torch.no_grad()
-def load_quantized_compressed(folder: str, dtype: str = "float32"):
+def load(path: Path, dtype: str = "float32"):
     """Load a quantized compressed-tensors folder as a model with packed QuantLinear layers."""
-    from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
     from compressed_tensors.quantization import QuantizationScheme
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from slmkit.models.loading import torch_dtype
-
-    qconfig = quantization_config(folder)
-    groups = list(qconfig["config_groups"].values())
+    groups = list(config_json(path)["quantization_config"]["config_groups"].values())
     if len(groups) != 1:
-        raise SlmError(f"{folder}: only one quantization scheme per model is supported (found {len(groups)})")
+        raise SlmError(f"{path}: only one quantization scheme per model is supported (found {len(groups)})")
     scheme = QuantizationScheme(**groups[0])
     bits, act_bits = scheme.weights.num_bits, 8 if scheme.input_activations is not None else None
-    config = AutoConfig.from_pretrained(folder)
-    del config.quantization_config
-    model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype(dtype))
-    state = {}
-    for file in sorted(Path(folder).glob("*.safetensors")):
-        state.update(load_file(str(file)))
-    offset = 2 ** (bits - 1)
+    model = empty_model(auto_config(path), dtype)
+    state = read_safetensors(path)
     for prefix in sorted(k[: -len(".weight_scale")] for k in state if k.endswith(".weight_scale")):
-        scale = state.pop(f"{prefix}.weight_scale").float()
-        zp = state.pop(f"{prefix}.weight_zero_point", None)
-        if f"{prefix}.weight_packed" in state:
-            shape = state.pop(f"{prefix}.weight_shape")
-            codes = unpack_from_int32(state.pop(f"{prefix}.weight_packed"), bits, shape)
-            if zp is not None:
-                zp = unpack_from_int32(zp, bits, (int(shape[0]), scale.shape[1]), packed_dim=0)
-        else:
-            codes = state.pop(f"{prefix}.weight")
-        zero = torch.full_like(scale, offset) if zp is None else zp.float().reshape(scale.shape) + offset
-        u = (codes.to(torch.int16) + offset).to(torch.uint8)
-        bias = state.pop(f"{prefix}.bias", None)
-        set_module(model, prefix, QuantLinear.from_codes(u, scale, zero.to(torch.uint8), bits, bias, act_bits, scheme.weights.group_size or 0))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected:
-        raise SlmError(f"{folder}: unexpected tensors in the weights, e.g. {unexpected[0]}")
-    model.tie_weights()
-    model.eval()
-    return model, AutoTokenizer.from_pretrained(folder)
+        set_module(model, prefix, pop_quant_linear(state, prefix, bits, act_bits, scheme.weights.group_size or 0))
+    return load_state(model, state, path, dtype), auto_tokenizer(path)

@@ -1,1 +1,0 @@
-"""Exporting models to formats other runtimes load (GGUF for llama.cpp)."""
