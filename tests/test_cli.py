@@ -78,7 +78,7 @@ def test_generate_streams_text(tiny_folder):
 
 
 def test_extra_options_parse_values_flags_and_negated_flags():
-    from slmkit.cli.run import parse_extra_options
+    from slmkit.cli.flags import parse_extra_options
 
     assert parse_extra_options(["--bits", "4", "--group-size=64", "--owl", "--no-act-order"]) == {
         "bits": "4", "group_size": "64", "owl": True, "act_order": False}

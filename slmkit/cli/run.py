@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from slmkit.cli import app
+from slmkit.cli.flags import options_help, parse_extra_options, parse_options
 from slmkit.errors import SlmError
 from slmkit.evaluate.report import comparison_rows
-from slmkit.recipe import describe, load_recipe, parse_recipe
+from slmkit.recipe import load_recipe, parse_recipe
 from slmkit.steps import all_steps, get_step, offload_steps
 
 
@@ -47,33 +47,8 @@ def run_command(
 def methods_help() -> str:
     lines = ["Methods and their options (pass as --option value; flags without a value mean true):"]
     for name, step in all_steps().items():
-        opts = " ".join(f"--{f.replace('_', '-')}" for f in step.options.model_fields)
-        lines.append(f"  {name}: {step.summary}. {opts}")
+        lines.append(f"  {name}: {step.summary}. {options_help(step.options)}")
     return "\n\n".join(lines)
-
-
-def parse_extra_options(args: list[str]) -> dict[str, str | bool]:
-    """['--sparsity', '0.5', '--owl', '--no-act-order'] -> {'sparsity': '0.5', 'owl': True, 'act_order': False};
-    pydantic coerces the strings."""
-    options: dict[str, str | bool] = {}
-    i = 0
-    while i < len(args):
-        token = args[i]
-        if not token.startswith("--"):
-            raise SlmError(f"unexpected argument '{token}'")
-        key, eq, value = token[2:].partition("=")
-        key = key.replace("-", "_")
-        if eq:
-            options[key] = value
-        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
-            options[key] = args[i + 1]
-            i += 1
-        elif key.startswith("no_"):
-            options[key[3:]] = False
-        else:
-            options[key] = True
-        i += 1
-    return options
 
 
 @app.command(
@@ -111,12 +86,7 @@ def compress_command(
         if ppl or profile:
             raise SlmError("--offload: --ppl and --profile load the whole model; evaluate the output afterwards with `slm eval`")
         options["offload"] = True
-    try:
-        step.options.model_validate(options)
-    except ValidationError as err:
-        problem = describe(err, step.options)
-        key, _, rest = problem.partition(":")
-        raise SlmError(f"--{key.replace('_', '-')}:{rest.replace('unknown key', f'unknown option for {method}')}") from None
+    parse_options(step.options, options, unknown=f" for {method}")
     recipe = parse_recipe(
         {
             "model": model,
