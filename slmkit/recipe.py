@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 
 from slmkit.data.corpus import check_source
 from slmkit.errors import SlmError
+from slmkit.evaluate.trust import SUITES
 from slmkit.formats import SAVE_FORMATS
 from slmkit.models.source import resolve_model
 from slmkit.steps import StepOptions, get_step
@@ -66,7 +67,7 @@ class ProfileEval(Section):
     threads: Optional[PositiveInt] = None
 
 
-TrustName = Literal["calibration", "robustness", "truthfulness", "bias", "privacy"]
+TrustName = Literal[SUITES]
 
 
 def check_task_file(path: str) -> str:

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from slmkit.cli import app
 from slmkit.errors import SlmError
+from slmkit.evaluate.trust import SUITES
 
 
 @app.command("eval")
@@ -19,7 +20,7 @@ def eval_command(
     model: str = typer.Argument(..., help="Embedded name, HF folder, .gguf file or hub id."),
     ppl: Optional[str] = typer.Option(None, "--ppl", help="Perplexity data: a text file, pydoc, JSON/JSONL, or hf:NAME."),
     tasks: Optional[str] = typer.Option(None, "--tasks", help="Zero-shot tasks NAME=PATH[,NAME=PATH…] (JSONL files or hf:NAME)."),
-    trust: Optional[str] = typer.Option(None, "--trust", help="Trust evaluations: calibration,robustness,truthfulness,bias,privacy."),
+    trust: Optional[str] = typer.Option(None, "--trust", help=f"Trust evaluations, comma-separated: {','.join(SUITES)}."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N examples of each task and trust set."),
     trust_data: Optional[str] = typer.Option(None, "--trust-data", help="Folder of the trust data sets (default: ../shared/data)."),
     out: Optional[str] = typer.Option(None, "--out", help="Write results.json (and slmkit.json) to this folder for `slm report`."),
@@ -120,7 +121,7 @@ def profile_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Measure parameters, bytes, peak memory, prefill and decode tokens/s (each in a fresh process)."""
-    from slmkit.evaluate.profile import compare, measure_in_subprocess
+    from slmkit.evaluate.profile import MEASURED, compare, measure_in_subprocess
     from slmkit.models.saving import read_manifest
     from slmkit.models.source import resolve_model
 
@@ -147,8 +148,7 @@ def profile_command(
         table.add_column(name, justify="right")
     if baseline:
         table.add_column("model/baseline", justify="right")
-    for field in ("parameters", "nonzero_parameters", "bytes_on_disk", "bytes_in_memory", "peak_rss_bytes",
-                  "prefill_tokens_per_s", "decode_tokens_per_s"):
+    for field in (q.name for q in MEASURED):
         cells = [f"{getattr(p, field):,.0f}" if isinstance(getattr(p, field), int) else f"{getattr(p, field):,.2f}"
                  for p in profiles.values()]
         if baseline:

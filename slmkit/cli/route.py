@@ -17,12 +17,9 @@ app.add_typer(route_app, name="route")
 
 
 def read_jsonl(path: str) -> list[dict]:
-    try:
-        rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-    except FileNotFoundError:
-        raise SlmError(f"data file {path} not found") from None
-    except ValueError as err:
-        raise SlmError(f"{path} is not JSON lines: {err}") from None
+    from slmkit.data.records import read_records
+
+    rows = read_records(path)
     if not rows:
         raise SlmError(f"{path} has no records")
     return rows
@@ -137,14 +134,12 @@ def pii_train_command(
     """Train the PERSON/ORGANIZATION/ADDRESS/GPE tagger and report precision/recall per type on held-out templates."""
     from slmkit.collab.pii_tagger import evaluate_detector, split_by_template, train_tagger
     from slmkit.collab.privacy import PrivacyProxy
+    from slmkit.data.records import read_records
     from slmkit.models.loading import load
     from slmkit.progress import progress_bar
 
     o = parse_options(TaggerOptions, given, pii_train_command.flags)
-    try:
-        records = json.loads(Path(data).read_text())
-    except (OSError, ValueError) as err:
-        raise SlmError(f"could not read {data}: {err}") from None
+    records = read_records(data)
     train, test = split_by_template(records, o.test_fraction)
     net, tokenizer = load(model)
     with progress_bar("tagger features", total=len(train)) as advance:

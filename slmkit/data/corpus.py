@@ -6,10 +6,10 @@ dataset (online only). `check_source` validates one without reading it (torch-fr
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
+from slmkit.data.records import read_records, read_text
 from slmkit.errors import SlmError
 
 BUILTIN = ("pydoc",)
@@ -34,25 +34,11 @@ def load_documents(source: str, text_field: str = "text") -> list[str]:
         return hub_documents(source[len(HUB_PREFIX):], text_field)
     path = Path(source).expanduser()
     if path.suffix in (".jsonl", ".json"):
-        return [record_text(r, text_field, path) for r in read_json_records(path)]
-    text = path.read_text(encoding="utf-8")
+        return [record_text(r, text_field, path) for r in read_records(path)]
+    text = read_text(path)
     if WIKITEXT_RAW.match(path.name):
         return wikitext_rows(text)
     return [text]
-
-
-def read_json_records(path: Path) -> list:
-    """The records of a JSON array file or a JSONL file (one object per line); one-line errors."""
-    if not path.is_file():
-        raise SlmError(f"data file not found: {path}")
-    raw = path.read_text(encoding="utf-8")
-    try:
-        records = json.loads(raw) if path.suffix == ".json" else [json.loads(x) for x in raw.splitlines() if x.strip()]
-    except json.JSONDecodeError as err:
-        raise SlmError(f"{path}: invalid JSON ({err.msg} at line {err.lineno})") from None
-    if not isinstance(records, list):
-        raise SlmError(f"{path}: expected a JSON array of records")
-    return records
 
 
 def corpus_text(source: str, text_field: str = "text") -> str:

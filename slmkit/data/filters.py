@@ -20,7 +20,7 @@ from typing import Callable, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
 
-from slmkit.data.corpus import read_json_records
+from slmkit.data.records import read_records, read_text
 from slmkit.errors import SlmError
 
 BULLETS = ("•", "*", "-", "‣", "◦", "●")
@@ -219,10 +219,10 @@ def filter_documents(texts: list[str], cfg: FilterOptions, perplexities: Callabl
     return keep, report
 
 
-def read_records(path: Path, text_field: str = "text") -> tuple[list, list[str]]:
+def records_and_texts(path: Path, text_field: str = "text") -> tuple[list, list[str]]:
     """(records, texts): JSONL/JSON records with a text field, or a text file of blank-line-separated documents."""
     if path.suffix in (".jsonl", ".json"):
-        records = read_json_records(path)
+        records = read_records(path)
         texts = []
         for r in records:
             text = r if isinstance(r, str) else (r.get(text_field) if isinstance(r, dict) else None)
@@ -230,9 +230,7 @@ def read_records(path: Path, text_field: str = "text") -> tuple[list, list[str]]
                 raise SlmError(f"{path}: a record has no text field '{text_field}' (use --text-field)")
             texts.append(text)
         return records, texts
-    if not path.is_file():
-        raise SlmError(f"data file not found: {path}")
-    raw = path.read_text(encoding="utf-8")
+    raw = read_text(path)
     docs = [d.strip("\n") for d in re.split(r"\n\s*\n", raw) if d.strip()]
     return docs, docs
 
@@ -254,7 +252,7 @@ def filter_file(source: str | Path, out: str | Path, cfg: FilterOptions, show_pr
     source, out = Path(source), Path(out)
     if out.resolve() == source.resolve():
         raise SlmError("--out must differ from the input file")
-    records, texts = read_records(source, cfg.text_field)
+    records, texts = records_and_texts(source, cfg.text_field)
     keep, report = filter_documents(texts, cfg, show_progress=show_progress)
     write_records(out, [r for r, k in zip(records, keep) if k])
     summary = {"input": str(source), "config": cfg.model_dump(), **report.to_dict()}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from slmkit.data.corpus import read_json_records
+from slmkit.data.records import read_records
 from slmkit.errors import SlmError
 
 # Used only when a tokenizer has no chat template of its own.
@@ -21,7 +21,7 @@ PLAIN_USER = "### Instruction:\n{content}\n\n### Response:\n"
 def load_conversations(path: str | Path) -> list[list[dict]]:
     """Each record as a list of chat messages."""
     path = Path(path)
-    return [as_messages(r, path) for r in read_json_records(path)]
+    return [as_messages(r, path) for r in read_records(path)]
 
 
 def as_messages(record, path) -> list[dict]:

@@ -10,12 +10,12 @@ Bias score: disambiguated s_DIS = 2 * biased / non-unknown answers - 1; ambiguou
 from __future__ import annotations
 
 import csv
-import json
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
+from slmkit.data.records import read_records
 from slmkit.errors import SlmError
 from slmkit.evaluate.scorer import score_groups
 
@@ -64,11 +64,8 @@ def bias_score(preds: list[int], docs: list[dict]) -> float | None:
 
 def bbq(model, tokenizer, paths: list[str | Path], limit: int | None = None, show_progress: bool = True) -> dict:
     docs = []
-    for path in map(Path, paths):
-        if not path.is_file():
-            raise SlmError(f"BBQ file not found: {path}")
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        docs += rows[:limit]
+    for path in paths:
+        docs += read_records(path, what="BBQ file")[:limit]
     groups = [[(f"{d['context']}\n\nQ: {d['question']}\nA:", " " + d[f"ans{i}"]) for i in range(3)] for d in docs]
     scores = score_groups(model, tokenizer, groups, show_progress, description="bbq")
     preds = [int(np.argmax([s.logprob for s in row])) for row in scores]
