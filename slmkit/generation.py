@@ -55,16 +55,29 @@ def kv_cache(model, max_len: int):
         return DynamicCache(config=model.config)
 
 
-_compiled: dict[int, object] = {}
+class CompiledStep:
+    """A model's compiled one-token forward, kept on the model itself (outside its submodules) so it
+    lives and dies with that model; copies and pickles of the model start without one."""
+
+    def __init__(self, model=None) -> None:
+        self.step = torch.compile(model, dynamic=False) if model is not None else None
+
+    def __deepcopy__(self, memo) -> "CompiledStep":
+        return CompiledStep()
+
+    def __reduce__(self):
+        return CompiledStep, ()
 
 
 def decode_step(model):
     """The one-token forward: compiled once per model when SLMKIT_COMPILE=1, else the model itself."""
     if os.environ.get("SLMKIT_COMPILE") != "1":
         return model
-    if id(model) not in _compiled:
-        _compiled[id(model)] = torch.compile(model, dynamic=False)
-    return _compiled[id(model)]
+    held = model.__dict__.get("_slmkit_decode_step")
+    if held is None or held.step is None:
+        held = CompiledStep(model)
+        object.__setattr__(model, "_slmkit_decode_step", held)  # not a submodule: no state_dict entry
+    return held.step
 
 
 class BatchDecoder:

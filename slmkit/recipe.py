@@ -145,11 +145,19 @@ def parse_recipe(data: Any, origin: str = "recipe") -> Recipe:
     try:
         recipe = Recipe.model_validate({**data, "steps": steps})
         check_offload(recipe)
-        return recipe
+        return seed_steps(recipe)
     except ValidationError as err:
         raise SlmError(f"{origin}: {describe(err, Recipe)}") from None
     except SlmError as err:
         raise SlmError(f"{origin}: {err}") from None
+
+
+def seed_steps(recipe: Recipe) -> Recipe:
+    """A step with a `seed` option of its own (the training steps) takes the recipe's seed unless it sets one."""
+    for entry in recipe.steps:
+        if "seed" in type(entry.options).model_fields and "seed" not in entry.options.model_fields_set:
+            entry.options = entry.options.model_copy(update={"seed": recipe.seed})
+    return recipe
 
 
 def check_offload(recipe: Recipe) -> None:

@@ -40,20 +40,22 @@ def step_context(recipe: Recipe, tokenizer) -> StepContext:
     )
 
 
-def step_record(entry: StepEntry, start: float) -> dict:
-    return {"step": entry.name, "options": entry.options.model_dump(), "seconds": round(time.perf_counter() - start, 3)}
+def step_record(entry: StepEntry, start: float, notes: list[str]) -> dict:
+    """What the manifest says about one step: its options, its time, and the lines it logged."""
+    record = {"step": entry.name, "options": entry.options.model_dump(), "seconds": round(time.perf_counter() - start, 3)}
+    return {**record, "log": notes} if notes else record
 
 
-def apply_steps(model, tokenizer, recipe: Recipe, show_progress: bool = True) -> tuple[Any, list[dict]]:
+def apply_steps(model, tokenizer, recipe: Recipe) -> tuple[Any, list[dict]]:
     """Apply the recipe's steps in order; return the model and a log of what each did and took."""
     context = step_context(recipe, tokenizer)
     log = []
     for entry in recipe.steps:
         step = get_step(entry.name)
-        start = time.perf_counter()
+        start, logged = time.perf_counter(), len(context.log)
         result = step.function()(model, tokenizer, entry.options, context)
         model = result if result is not None else model
-        log.append(step_record(entry, start))
+        log.append(step_record(entry, start, context.log[logged:]))
     return model, log
 
 
@@ -94,9 +96,9 @@ def run_offloaded(recipe: Recipe, out: Path, show_progress: bool = True) -> dict
     with atomic_output_dir(out) as tmp, tempfile.TemporaryDirectory(prefix=f".{out.name}.steps-", dir=tmp.parent) as scratch:
         for i, entry in enumerate(recipe.steps):
             target = tmp if i == len(recipe.steps) - 1 else Path(scratch) / f"step-{i}"
-            step_start = time.perf_counter()
+            step_start, logged = time.perf_counter(), len(context.log)
             compress_offloaded(source, target, entry.name, entry.options, context, show_progress, torch_dtype(recipe.dtype))
-            step_log.append(step_record(entry, step_start))
+            step_log.append(step_record(entry, step_start, context.log[logged:]))
             source = target
         return write_outputs(tmp, recipe, step_log, {"steps": time.perf_counter() - start}, {}, {})
 
@@ -130,7 +132,7 @@ def run(recipe: Recipe | str | Path | dict, out: str | Path, show_progress: bool
         baseline.update(evaluate_suite(model, tokenizer, **suite))
 
     start = time.perf_counter()
-    model, step_log = apply_steps(model, tokenizer, recipe, show_progress)
+    model, step_log = apply_steps(model, tokenizer, recipe)
     timings["steps"] = time.perf_counter() - start
 
     metrics: dict[str, Any] = {}

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -72,9 +73,20 @@ def test_help_on_every_command():
     assert "magnitude" in slm("compress", "--help").stdout
 
 
-def test_generate_streams_text(tiny_folder):
+def test_generate_streams_the_greedy_continuation(tiny_folder):
+    from slmkit.generation import SamplingParams, generate_ids, stop_ids
+    from slmkit.models.loading import load
+
     result = slm("generate", str(tiny_folder), "def", "--raw", "-n", "5", check=True)
-    assert "tokens/s" in result.stderr
+    model, tokenizer = load(str(tiny_folder))
+    stops = stop_ids(tokenizer)
+    tokens = []
+    for token in generate_ids(model, tokenizer("def", return_tensors="pt")["input_ids"], SamplingParams(max_new_tokens=5)):
+        if token in stops:
+            break
+        tokens.append(token)
+    assert tokens and result.stdout == tokenizer.decode(tokens, skip_special_tokens=True) + "\n"
+    assert re.fullmatch(rf"\[{len(tokens)} tokens, [0-9.]+ tokens/s\]", result.stderr.splitlines()[-1])
 
 
 def test_extra_options_parse_values_flags_and_negated_flags():

@@ -84,3 +84,23 @@ def test_sft_lowers_answer_loss(chat_tokenizer, tmp_path):
     options = SftOptions(data=str(path), max_steps=20, batch_size=2, seqlen=48, lr=3e-3, warmup_steps=2, precision="no")
     model, result = sft(tiny_model(), chat_tokenizer, options, show_progress=False)
     assert sum(result.losses[-3:]) / 3 < result.losses[0] - 0.5
+
+
+def test_a_recipe_seed_reaches_sft_and_its_log_reaches_the_manifest(tiny_folder, tmp_path, shared_data):
+    import slmkit
+    from slmkit.models.loading import load
+
+    def run(seed):
+        out = tmp_path / f"seed-{seed}"
+        sft_options = {"data": str(shared_data / "instruct" / "alpaca_en_demo.json"), "max_steps": 2, "seqlen": 64,
+                       "warmup_steps": 0, "lr": 1e-3}
+        manifest = slmkit.run({"model": str(tiny_folder), "seed": seed, "steps": [{"sft": sft_options}],
+                               "eval": {"perplexity": None, "profile": None}}, out)
+        return manifest, load(str(out))[0].state_dict()
+
+    (one, weights_1), (two, weights_2) = run(1), run(2)
+    assert [m["steps"][0]["options"]["seed"] for m in (one, two)] == [1, 2]
+    assert any(not torch.equal(weights_1[k], weights_2[k]) for k in weights_1)  # another seed, another data order
+    assert one["steps"][0]["log"] == [one["steps"][0]["log"][0]] and one["steps"][0]["log"][0].startswith("sft: 2 steps")
+    saved = json.loads((tmp_path / "seed-1" / "slmkit.json").read_text())
+    assert saved["steps"][0]["log"] == one["steps"][0]["log"]

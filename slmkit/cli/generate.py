@@ -47,10 +47,12 @@ def generate_command(
             break
         tokens.append(token)
         text = tokenizer.decode(tokens, skip_special_tokens=True)
+        if text.endswith("\ufffd"):
+            continue  # the token ends inside a UTF-8 character: print it once the character is complete
         sys.stdout.write(text[len(printed):])
         sys.stdout.flush()
         printed = text
     elapsed = time.perf_counter() - start
-    sys.stdout.write("\n")
+    sys.stdout.write(tokenizer.decode(tokens, skip_special_tokens=True)[len(printed):] + "\n")
     extra = f", draft acceptance {stats.acceptance_rate:.0%}" if stats is not None else ""
     print(f"[{len(tokens)} tokens, {len(tokens) / elapsed:.1f} tokens/s{extra}]", file=sys.stderr)

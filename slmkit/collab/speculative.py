@@ -33,10 +33,6 @@ class SpeculativeStats:
     def acceptance_rate(self) -> float:
         return self.accepted / self.proposed if self.proposed else 0.0
 
-    @property
-    def tokens_per_target_forward(self) -> float:
-        return self.tokens / self.target_forwards if self.target_forwards else 0.0
-
 
 def accept_or_resample(p: torch.Tensor, q: torch.Tensor, token: int, generator: torch.Generator | None) -> int | None:
     """One step of the acceptance rule: None if the draft token is accepted, else the token drawn from the residual."""
