@@ -14,6 +14,7 @@ SAVE_FORMATS: dict[str, str] = {
     "compressed-tensors": "slmkit.models.compressed_tensors:save_compressed_tensors",
     "hf_merged": "slmkit.compress.structured.lowrank:save_merged",
 }
+GGUF_TYPES = ("F32", "F16", "Q8_0", "Q4_0")  # tensor types `slm export --format gguf` writes
 
 
 def saver(name: str) -> Callable:

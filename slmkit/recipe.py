@@ -145,11 +145,31 @@ def parse_recipe(data: Any, origin: str = "recipe") -> Recipe:
     try:
         recipe = Recipe.model_validate({**data, "steps": steps})
         check_offload(recipe)
+        check_limits(recipe)
         return seed_steps(recipe)
     except ValidationError as err:
         raise SlmError(f"{origin}: {describe(err, Recipe)}") from None
     except SlmError as err:
         raise SlmError(f"{origin}: {err}") from None
+
+
+def check_limits(recipe: Recipe) -> None:
+    """Token counts the recipe sets must fit the model's context (read from its config, not its weights)."""
+    from slmkit.checks import check_tokens
+
+    limits = []
+    if "seqlen" in recipe.calibration.model_fields_set:
+        limits.append(("calibration.seqlen", recipe.calibration.seqlen))
+    ppl, prof = recipe.eval.perplexity, recipe.eval.profile
+    if ppl and "seqlen" in ppl.model_fields_set:
+        limits.append(("eval.perplexity.seqlen", ppl.seqlen))
+    if prof and {"prompt_tokens", "decode_tokens"} & prof.model_fields_set:
+        limits.append(("eval.profile.prompt_tokens + decode_tokens", prof.prompt_tokens + prof.decode_tokens))
+    for i, entry in enumerate(recipe.steps):
+        if "seqlen" in entry.options.model_fields_set:
+            limits.append((f"steps[{i}].{entry.name}.seqlen", entry.options.seqlen))
+    for key, tokens in limits:
+        check_tokens(key, tokens, recipe.model)
 
 
 def seed_steps(recipe: Recipe) -> Recipe:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from slmkit.checks import check_output_folder
 from slmkit.models.source import resolve_model
 from slmkit.recipe import Recipe, StepEntry, load_recipe, parse_recipe
 from slmkit.steps import StepContext, get_step
@@ -105,15 +106,15 @@ def run_offloaded(recipe: Recipe, out: Path, show_progress: bool = True) -> dict
 
 def run(recipe: Recipe | str | Path | dict, out: str | Path, show_progress: bool = True) -> dict:
     """Execute a recipe and write `out/` (model, slmkit.json, report.md). Returns the manifest."""
+    recipe = as_recipe(recipe)
+    out = check_output_folder(out)  # before torch is even imported
     from slmkit.evaluate.perplexity import perplexity
     from slmkit.evaluate.profile import measure_in_subprocess
     from slmkit.evaluate.suite import evaluate_suite
     from slmkit.formats import saver
     from slmkit.models.loading import load
-    from slmkit.models.saving import atomic_output_dir, check_output_dir
+    from slmkit.models.saving import atomic_output_dir
 
-    recipe = as_recipe(recipe)
-    out = check_output_dir(out)
     seed_everything(recipe.seed)
     if recipe.offload:
         return run_offloaded(recipe, out, show_progress)

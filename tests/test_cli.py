@@ -37,7 +37,7 @@ def test_eval_json_prints_one_object(tiny_folder):
         (["compress", "{tiny}", "--method", "wanda", "--offload", "--ppl", "pydoc", "--out", "{tmp}/o"],
          "--offload: --ppl and --profile load the whole model"),
         (["compress", "{tiny}", "--method", "wanda", "--offload", "--format", "compressed-tensors", "--out", "{tmp}/o"],
-         "save.format: layer offload writes format hf only"),
+         "--format: layer offload writes format hf only"),
     ],
 )
 def test_errors_are_one_line_without_traceback(tiny_folder, tmp_path, args, message):

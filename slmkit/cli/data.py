@@ -8,9 +8,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from slmkit.checks import check_model, check_output_file
 from slmkit.cli import app
 from slmkit.cli.flags import parse_options, with_options
 from slmkit.data.filters import FilterOptions
+from slmkit.data.records import check_text_file
 
 data_app = typer.Typer(help="Prepare training data: quality filtering and deduplication.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -27,6 +29,10 @@ def filter_command(
     from slmkit.data.filters import filter_file
 
     cfg = parse_options(FilterOptions, given, filter_command.flags)
+    check_text_file(source, "input file")
+    check_output_file(out)
+    if cfg.ppl_model:
+        check_model("--ppl-model", cfg.ppl_model)
     report = filter_file(source, out, cfg)
     table = Table(title=f"slm data filter {source.name}: kept {report.kept} of {report.total}")
     table.add_column("rule")

@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from slmkit.checks import check_writable_parent
 from slmkit.cli import app
 
 
@@ -17,5 +18,7 @@ def report_command(
     """Render report.md and report.html (plots embedded) comparing the given evaluated models."""
     from slmkit.evaluate.report import write_report
 
+    if out:
+        check_writable_parent(out, "--out", itself=True)
     md, html = write_report(dirs, out)
     typer.echo(f"wrote {md} and {html}")

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import typer
 
+from slmkit.checks import check_model, check_output_file
 from slmkit.cli import app
 from slmkit.cli.flags import parse_options, with_options
 from slmkit.collab.options import CalibrateOptions, RouterOptions, TaggerOptions
+from slmkit.data.records import check_text_file, read_records
 from slmkit.errors import SlmError
 
 route_app = typer.Typer(help="SLM-LLM routing: cascade calibration, router and PII tagger training.", no_args_is_help=True)
@@ -17,12 +19,18 @@ app.add_typer(route_app, name="route")
 
 
 def read_jsonl(path: str) -> list[dict]:
-    from slmkit.data.records import read_records
-
     rows = read_records(path)
     if not rows:
         raise SlmError(f"{path} has no records")
     return rows
+
+
+def check_route_inputs(model: str, data: str, *outputs: tuple[str, str]) -> None:
+    """Before any model loads: the model names something, the data file reads, the outputs can be written."""
+    check_model("MODEL", model)
+    check_text_file(data)
+    for option, path in outputs:
+        check_output_file(path, option)
 
 
 def local_answers(model: str, rows: list[dict], max_tokens: int) -> tuple[list[str], list[list[float]]]:
@@ -59,6 +67,7 @@ def calibrate_command(
     from slmkit.collab.cascade import confidence, cost_accuracy_curve, is_correct, pick_threshold, plot_curve
 
     o = parse_options(CalibrateOptions, given, calibrate_command.flags)
+    check_route_inputs(model, data, ("--plot", o.plot))
     rows = read_jsonl(data)
     if any("prompt" not in r or "answer" not in r for r in rows):
         raise SlmError(f'every row of {data} needs "prompt" and "answer"')
@@ -98,13 +107,14 @@ def train_command(
     given: dict = None,
 ) -> None:
     """Train the prompt router (logistic regression on the SLM's prompt embedding)."""
+    o = parse_options(RouterOptions, given, train_command.flags)
+    check_route_inputs(model, data, ("--out", o.out))
     import torch
 
     from slmkit.collab.router import prompt_embedding, train_router
     from slmkit.models.loading import load
     from slmkit.serve.engine import TransformersEngine
 
-    o = parse_options(RouterOptions, given, train_command.flags)
     rows = read_jsonl(data)
     labels = []
     for r in rows:
@@ -132,13 +142,13 @@ def pii_train_command(
     given: dict = None,
 ) -> None:
     """Train the PERSON/ORGANIZATION/ADDRESS/GPE tagger and report precision/recall per type on held-out templates."""
+    o = parse_options(TaggerOptions, given, pii_train_command.flags)
+    check_route_inputs(model, data, ("--out", o.out))
     from slmkit.collab.pii_tagger import evaluate_detector, split_by_template, train_tagger
     from slmkit.collab.privacy import PrivacyProxy
-    from slmkit.data.records import read_records
     from slmkit.models.loading import load
     from slmkit.progress import progress_bar
 
-    o = parse_options(TaggerOptions, given, pii_train_command.flags)
     records = read_records(data)
     train, test = split_by_template(records, o.test_fraction)
     net, tokenizer = load(model)

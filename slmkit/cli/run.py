@@ -13,7 +13,7 @@ from slmkit.cli import app
 from slmkit.cli.flags import options_help, parse_extra_options, parse_options
 from slmkit.errors import SlmError
 from slmkit.evaluate.report import comparison_rows
-from slmkit.recipe import load_recipe, parse_recipe
+from slmkit.recipe import CalibrationConfig, load_recipe, parse_recipe
 from slmkit.steps import all_steps, get_step, offload_steps
 
 
@@ -62,13 +62,15 @@ def compress_command(
     method: str = typer.Option(..., "--method", "-m", help="A step name: see the list below."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (written atomically)."),
     calib: str = typer.Option("pydoc", "--calib", help="Calibration data: pydoc, a text/JSON/JSONL file, or hf:NAME."),
-    nsamples: int = typer.Option(32, "--nsamples", help="Calibration windows."),
-    seqlen: int = typer.Option(512, "--seqlen", help="Tokens per calibration window."),
+    nsamples: Optional[int] = typer.Option(None, "--nsamples", min=1, help="Calibration windows.",
+                                           show_default=str(CalibrationConfig.model_fields["nsamples"].default)),
+    seqlen: Optional[int] = typer.Option(None, "--seqlen", min=1, help="Tokens per calibration window.",
+                                         show_default=str(CalibrationConfig.model_fields["seqlen"].default)),
     format: Optional[str] = typer.Option(None, "--format", help="Output format (default: the method's, else hf)."),
     dtype: str = typer.Option("float32", "--dtype", help="float32 or bfloat16."),
     seed: int = typer.Option(0, "--seed"),
     ppl: Optional[str] = typer.Option(None, "--ppl", help="Also measure perplexity (dense vs compressed) on this data."),
-    ppl_max_windows: int = typer.Option(8, "--ppl-max-windows"),
+    ppl_max_windows: int = typer.Option(8, "--ppl-max-windows", min=1),
     profile: bool = typer.Option(False, "--profile", help="Also profile size and speed against the dense model."),
     offload: bool = typer.Option(False, "--offload", help="Layer offload: keep the decoder layers on disk and process one "
                                  "at a time, so the whole model is never in memory. Methods listing --offload below; a "
@@ -87,12 +89,12 @@ def compress_command(
             raise SlmError("--offload: --ppl and --profile load the whole model; evaluate the output afterwards with `slm eval`")
         options["offload"] = True
     parse_options(step.options, options, unknown=f" for {method}")
-    recipe = parse_recipe(
+    recipe = compress_recipe(
         {
             "model": model,
             "dtype": dtype,
             "seed": seed,
-            "calibration": {"data": calib, "nsamples": nsamples, "seqlen": seqlen},
+            "calibration": {"data": calib, **({"nsamples": nsamples} if nsamples else {}), **({"seqlen": seqlen} if seqlen else {})},
             "steps": [{method: options}],
             "save": {"format": format},
             "eval": {
@@ -101,10 +103,24 @@ def compress_command(
                 "baseline": True,
             },
         },
-        origin="slm compress",
     )
     manifest = run(recipe, out)
     print_summary(manifest, out)
+
+
+RECIPE_FLAGS = {"model": "MODEL", "dtype": "--dtype", "seed": "--seed", "calibration.data": "--calib",
+                "calibration.nsamples": "--nsamples", "calibration.seqlen": "--seqlen", "save.format": "--format",
+                "eval.perplexity.data": "--ppl", "eval.perplexity.max_windows": "--ppl-max-windows"}
+
+
+def compress_recipe(data: dict):
+    """The one-step recipe of `slm compress`; an error names the flag behind the recipe key."""
+    try:
+        return parse_recipe(data, origin="slm compress")
+    except SlmError as err:
+        message = str(err).removeprefix("slm compress: ")
+        key, sep, problem = message.partition(": ")
+        raise SlmError(f"{RECIPE_FLAGS[key]}: {problem}" if sep and key in RECIPE_FLAGS else message) from None
 
 
 def _attach_methods_help() -> None:

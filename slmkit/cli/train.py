@@ -12,6 +12,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from slmkit.checks import check_model, check_output_file, check_output_folder, check_tokens, check_writable_parent
 from slmkit.cli import app
 from slmkit.cli.flags import parse_options, with_options
 from slmkit.distill.options import DistillOptions
@@ -24,6 +25,22 @@ def default_checkpoints(out: Path, given: dict) -> dict:
     if given.get("checkpoint_dir") is None and (given.get("save_every") or given.get("resume")):
         return {**given, "checkpoint_dir": str(out.with_name(out.name + ".checkpoints"))}
     return given
+
+
+def check_training(options, model: str, model_option: str, out: Path) -> None:
+    """What the options model cannot know: the sequence lengths against the model's context, the output place."""
+    check_model(model_option, model)
+    check_tokens("--seqlen", options.seqlen, model)
+    if options.eval_data:
+        check_tokens("--eval-seqlen", options.eval_seqlen, model)
+    teacher = getattr(options, "teacher", None)
+    if teacher and not teacher.startswith(("http://", "https://")):
+        check_model("--teacher", teacher)
+        if options.mode != "sequence":  # the teacher scores the student's windows
+            check_tokens("--seqlen", options.seqlen, teacher)
+    if options.checkpoint_dir:
+        check_writable_parent(options.checkpoint_dir, "--checkpoint-dir", itself=True)
+    check_output_folder(out)
 
 
 def finish(model, tokenizer, out: Path, source: str, options, result, adapter_only: bool = False) -> None:
@@ -58,10 +75,8 @@ def distill_command(
     given: dict = None,
 ) -> None:
     """Distil a teacher into a student (logit KD off/on-policy, hidden-state KD, or sequence-level KD)."""
-    from slmkit.models.saving import check_output_dir
-
     options = parse_options(DistillOptions, default_checkpoints(out, given), distill_command.flags)
-    check_output_dir(out)
+    check_training(options, student, "--student", out)
     from slmkit.distill.distill import distill
     from slmkit.models.loading import load
 
@@ -74,12 +89,18 @@ def distill_command(
 def distill_cache_command(
     teacher: str = typer.Option(..., "--teacher", "-t", help="Teacher model."),
     data: str = typer.Option("pydoc", "--data", help="Training text to score."),
-    top_k: int = typer.Option(64, "--top-k", help="Logits kept per position."),
-    seqlen: int = typer.Option(512, "--seqlen"),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Score at most this many tokens."),
+    top_k: int = typer.Option(64, "--top-k", min=1, help="Logits kept per position."),
+    seqlen: int = typer.Option(512, "--seqlen", help="Tokens per window (at most the teacher's context)."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Score at most this many tokens."),
     out: Path = typer.Option(..., "--out", "-o", help="Cache file (.safetensors)."),
 ) -> None:
     """Precompute a teacher's top-k logits over training windows, for `slm distill --teacher-cache`."""
+    from slmkit.data.corpus import check_source
+
+    check_model("--teacher", teacher)
+    check_tokens("--seqlen", seqlen, teacher)
+    check_source(data, "--data")
+    check_output_file(out)
     from slmkit.distill.teacher_cache import cache_teacher_logits
     from slmkit.models.loading import load
     from slmkit.tune.trainer import corpus_windows
@@ -104,13 +125,11 @@ def finetune_command(
     given: dict = None,
 ) -> None:
     """Supervised fine-tuning (loss on answer tokens), full or through LoRA/QLoRA."""
-    from slmkit.models.saving import check_output_dir
-
     use_lora = lora or bool(given.get("qlora"))
     if not use_lora and (lora_flags := [f for f in LORA_ONLY if f in given]):
         raise SlmError(f"{finetune_command.flags[lora_flags[0]]}: a LoRA option; add --lora")
     options = parse_options(LoraSftOptions if use_lora else SftOptions, default_checkpoints(out, given), finetune_command.flags)
-    check_output_dir(out)
+    check_training(options, model_spec, "MODEL", out)
     from slmkit.models.loading import load
     from slmkit.tune.lora import lora_sft
     from slmkit.tune.sft import sft

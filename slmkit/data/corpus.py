@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from slmkit.data.records import read_records, read_text
+from slmkit.data.records import check_text_file, read_records, read_text
 from slmkit.errors import SlmError
 
 BUILTIN = ("pydoc",)
@@ -17,12 +17,18 @@ HUB_PREFIX = "hf:"
 WIKITEXT_RAW = re.compile(r"^wiki\.(test|valid|train)\.raw$")
 
 
-def check_source(source: str) -> None:
-    """Fail with one line if a source can't be read: unknown builtin or missing file."""
+def check_source(source: str, option: str | None = None) -> None:
+    """Fail with one line (naming `option` if given) if a source can't be read: a missing, binary or
+    malformed file, judged from its head only (milliseconds)."""
     if source in BUILTIN or source.startswith(HUB_PREFIX):
         return
+    prefix = f"{option}: " if option else ""
     if not Path(source).expanduser().is_file():
-        raise SlmError(f"data file not found: {source} (or use 'pydoc', or hf:NAME for a hub dataset)")
+        raise SlmError(f"{prefix}data file not found: {source} (or use 'pydoc', or hf:NAME for a hub dataset)")
+    try:
+        check_text_file(source)
+    except SlmError as err:
+        raise SlmError(f"{prefix}{err}") from None
 
 
 def load_documents(source: str, text_field: str = "text") -> list[str]:

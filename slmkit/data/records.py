@@ -34,6 +34,8 @@ def read_records(path: str | Path, what: str = "data file") -> list:
     """The records of a JSON array file or a JSONL file."""
     path = Path(path).expanduser()
     text = read_text(path, what)
+    if not text.strip():
+        return []
     if path.suffix == ".json":
         try:
             data = json.loads(text)

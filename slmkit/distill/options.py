@@ -39,6 +39,15 @@ class DistillOptions(TrainOptions):
 
         return as_value_error(check_source, value)
 
+    @field_validator("teacher_cache")
+    @classmethod
+    def _cache_exists(cls, value: Optional[str]) -> Optional[str]:
+        from pathlib import Path
+
+        if value is not None and not Path(value).expanduser().is_file():
+            raise ValueError(f"teacher cache not found: {value}")
+        return value
+
     @model_validator(mode="after")
     def _teacher_given(self):
         if self.teacher is None and self.teacher_cache is None:

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from slmkit.errors import SlmError
+from slmkit.formats import GGUF_TYPES as TYPES
 
-TYPES = ("F32", "F16", "Q8_0", "Q4_0")
 ARCHS = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2"}
 PERMUTES_QK = {"llama", "mistral"}
 

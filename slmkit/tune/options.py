@@ -32,6 +32,14 @@ class TrainOptions(StepOptions):
     resume: bool = Field(False, description="continue from the latest checkpoint in checkpoint_dir")
     seed: int = Field(0, description="seed of the data order, sampling and initialisation")
 
+    @field_validator("eval_data")
+    @classmethod
+    def _eval_readable(cls, value: Optional[str]) -> Optional[str]:
+        from slmkit.data.corpus import check_source
+        from slmkit.recipe import as_value_error
+
+        return value if value is None else as_value_error(check_source, value)
+
 
 class SftOptions(TrainOptions):
     """Supervised fine-tuning on instruction data: loss on answer tokens only."""
@@ -42,12 +50,11 @@ class SftOptions(TrainOptions):
 
     @field_validator("data")
     @classmethod
-    def _exists(cls, value: str) -> str:
-        from pathlib import Path
+    def _readable(cls, value: str) -> str:
+        from slmkit.data.conversations import check_conversations
+        from slmkit.recipe import as_value_error
 
-        if not Path(value).expanduser().is_file():
-            raise ValueError(f"data file not found: {value}")
-        return value
+        return as_value_error(check_conversations, value)
 
 
 class LoraSftOptions(SftOptions):

@@ -1,5 +1,6 @@
-"""Supervised fine-tuning data: conversations rendered with the tokenizer's own chat template,
-labels only on the assistant's tokens (-100 elsewhere), optionally packed into full sequences.
+"""Supervised fine-tuning data: conversations (data/conversations.py) rendered with the tokenizer's
+own chat template, labels only on the assistant's tokens (-100 elsewhere), optionally packed into
+full sequences.
 
 Inputs: Alpaca-style records (instruction, input, output) as JSON or JSONL, or chat JSONL with
 a `messages` list of {role, content}.
@@ -11,27 +12,11 @@ from pathlib import Path
 
 import torch
 
-from slmkit.data.records import read_records
+from slmkit.data.conversations import load_conversations
 from slmkit.errors import SlmError
 
 # Used only when a tokenizer has no chat template of its own.
 PLAIN_USER = "### Instruction:\n{content}\n\n### Response:\n"
-
-
-def load_conversations(path: str | Path) -> list[list[dict]]:
-    """Each record as a list of chat messages."""
-    path = Path(path)
-    return [as_messages(r, path) for r in read_records(path)]
-
-
-def as_messages(record, path) -> list[dict]:
-    if isinstance(record, dict) and isinstance(record.get("messages"), list):
-        return [{"role": m["role"], "content": m["content"]} for m in record["messages"]]
-    if isinstance(record, dict) and "instruction" in record and "output" in record:
-        prompt = record["instruction"] + (f"\n\n{record['input']}" if record.get("input") else "")
-        return [{"role": "user", "content": prompt}, {"role": "assistant", "content": record["output"]}]
-    keys = ", ".join(record) if isinstance(record, dict) else type(record).__name__
-    raise SlmError(f"{path}: each record needs 'messages' or 'instruction'+'output' (got: {keys})")
 
 
 def render(tokenizer, messages: list[dict], generation_prompt: bool) -> str:
