@@ -1,5 +1,6 @@
 import copy
 import json
+import math
 
 import pytest
 import torch
@@ -73,10 +74,24 @@ def test_packing_fills_every_window_and_keeps_all_answer_tokens(chat_tokenizer, 
     unpacked = sft_examples(chat_tokenizer, path, 512, packing=False)
     packed = sft_examples(chat_tokenizer, path, 16, packing=True)
     assert all(len(e["input_ids"]) == 16 for e in packed)
-    total = sum(len(e["input_ids"]) for e in unpacked)
-    assert len(packed) == total // 16
-    assert torch.equal(torch.cat([e["labels"] for e in packed]), torch.cat([e["labels"] for e in unpacked])[: len(packed) * 16])
+    stream = torch.cat([e["labels"] for e in unpacked])
+    windows = stream[: len(stream) // 16 * 16].view(-1, 16)
+    learned = windows[:, 1:] != -100  # a window's first label is never predicted
+    assert len(packed) == int(learned.any(1).sum()) and all((e["labels"][1:] != -100).any() for e in packed)
+    assert sum(int((e["labels"][1:] != -100).sum()) for e in packed) == int(learned.sum())
     assert pack(unpacked, 10**6) == []
+
+
+def test_windows_with_only_prompt_tokens_are_left_out_so_every_loss_is_finite(chat_tokenizer, tmp_path):
+    records = [{"instruction": "Read the following list of words carefully and then answer with the last one: "
+                + " ".join(f"word{j}" for j in range(30)), "output": "word29"} for _ in range(6)]
+    path = tmp_path / "long-prompts.json"
+    path.write_text(json.dumps(records))
+    examples = sft_examples(chat_tokenizer, path, 8, packing=True)
+    assert examples and all((e["labels"][1:] != -100).any() for e in examples)
+    options = SftOptions(data=str(path), max_steps=len(examples), seqlen=8, warmup_steps=0, precision="no")
+    _, result = sft(tiny_model(), chat_tokenizer, options, show_progress=False)
+    assert all(math.isfinite(x) for x in result.losses)
 
 
 def test_sft_lowers_answer_loss(chat_tokenizer, tmp_path):

@@ -54,11 +54,14 @@ def encode_conversation(tokenizer, messages: list[dict]) -> dict:
 
 
 def pack(examples: list[dict], seqlen: int) -> list[dict]:
-    """Concatenate examples and cut into full `seqlen` windows (the last partial window is dropped)."""
+    """Concatenate examples and cut into full `seqlen` windows (the last partial window is dropped).
+
+    A window holding only prompt tokens has nothing to learn (its loss would be 0/0 = NaN), so it is
+    left out; a window's first label is never predicted, so it does not count."""
     ids = torch.cat([e["input_ids"] for e in examples])
     labels = torch.cat([e["labels"] for e in examples])
-    n = len(ids) // seqlen
-    return [{"input_ids": ids[i * seqlen:(i + 1) * seqlen], "labels": labels[i * seqlen:(i + 1) * seqlen]} for i in range(n)]
+    windows = [{"input_ids": ids[i:i + seqlen], "labels": labels[i:i + seqlen]} for i in range(0, len(ids) - seqlen + 1, seqlen)]
+    return [w for w in windows if (w["labels"][1:] != -100).any()]
 
 
 def sft_examples(tokenizer, path: str | Path, seqlen: int, packing: bool = True,

@@ -197,12 +197,13 @@ def train(
                 step_loss += loss.detach() / options.grad_accum
                 mask = batch.get("attention_mask")
                 step_tokens += mask.sum() if mask is not None else batch["input_ids"].numel()
-            if options.max_grad_norm > 0:
-                accelerator.clip_grad_norm_(objective.parameters(), options.max_grad_norm)
+            loss_value = accelerator.reduce(step_loss, "mean").item()
+            grad_norm = accelerator.clip_grad_norm_(objective.parameters(), options.max_grad_norm or math.inf)
+            check_finite(step + 1, loss_value, 0.0 if grad_norm is None else float(grad_norm), options.checkpoint_dir)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             state["step"] += 1
-            state["losses"].append(accelerator.reduce(step_loss, "mean").item())
+            state["losses"].append(loss_value)
             state["tokens"] += int(accelerator.reduce(step_tokens, "sum").item())
             elapsed = state["seconds"] + time.perf_counter() - start
             advance(1, loss=f"{state['losses'][-1]:.4f}", lr=f"{lr:.2e}", tok_s=f"{state['tokens'] / max(elapsed, 1e-9):.0f}")
@@ -219,6 +220,17 @@ def train(
         tokens_per_s=round(state["tokens"] / max(state["seconds"], 1e-9), 1),
         losses=state["losses"], evals=state["evals"], resumed_from=resumed_from,
     )
+
+
+def check_finite(step: int, loss: float, grad_norm: float, checkpoint_dir: str | None) -> None:
+    """Stop before a non-finite loss or gradient reaches the weights: nothing of this run is saved, and
+    the checkpoints written so far (all from finite steps) stay as they are."""
+    if math.isfinite(loss) and math.isfinite(grad_norm):
+        return
+    what = f"the loss is {loss}" if not math.isfinite(loss) else f"the gradient norm is {grad_norm}"
+    last = latest_checkpoint(checkpoint_dir)
+    kept = f"; the last good checkpoint is {last}" if last else ""
+    raise SlmError(f"training stopped at step {step}: {what}; nothing was saved{kept}")
 
 
 def save_checkpoint(accelerator, folder: str | Path, state: dict, keep: int = 2) -> Path:
