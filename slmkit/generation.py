@@ -2,7 +2,7 @@
 
 A prefill forward that keeps only the last position's logits, then one forward per new
 token against a static KV cache allocated once for prompt + new tokens (no per-step
-concatenation), with explicit cache positions. Several prompts decode together in one
+concatenation), with explicit token positions. Several prompts decode together in one
 left-padded batch (`BatchDecoder`, used by the server); a single prompt is a batch of one.
 Setting SLMKIT_COMPILE=1 also runs the one-token step through `torch.compile` (fixed shapes
 thanks to the static cache). Every model, float or packed, goes through this same loop, so
@@ -102,10 +102,9 @@ class BatchDecoder:
         ids = torch.tensor([[0] * (width - len(p)) + list(p) for p in prompts], device=self.device)
         self.mask = (torch.arange(total) >= pads[:, None]).long().to(self.device) if pads.any() else None
         self.positions = (torch.arange(width) - pads[:, None]).clamp(min=0).to(self.device)
-        self.cache = kv_cache(model, total)
-        self.cache_position = torch.arange(width, device=self.device)
+        self.cache = kv_cache(model, total)  # writes each step's keys and values after the ones it holds
         self.logits = self._forward(model, ids, logits_to_keep=1)
-        self.positions, self.cache_position = self.positions[:, -1:] + 1, self.cache_position[-1:] + 1
+        self.positions = self.positions[:, -1:] + 1
         self.pending: torch.Tensor | None = None  # the tokens of the last step, not yet run through the model
 
     @property
@@ -125,7 +124,7 @@ class BatchDecoder:
             if not self.rows:
                 return {}
             self.logits = self._forward(decode_step(self.model), self.pending)
-            self.positions, self.cache_position = self.positions + 1, self.cache_position + 1
+            self.positions = self.positions + 1
         tokens = {}
         for row, request in enumerate(self.rows):
             params = self.params[request]
@@ -138,8 +137,8 @@ class BatchDecoder:
         return tokens
 
     def _forward(self, step, ids: torch.Tensor, **kwargs) -> torch.Tensor:
-        return step(ids, attention_mask=self.mask, position_ids=self.positions, past_key_values=self.cache,
-                    use_cache=True, cache_position=self.cache_position, **kwargs).logits[:, -1]
+        return step(ids, attention_mask=self.mask, position_ids=self.positions, cache=self.cache, use_cache=True,
+                    **kwargs).logits[:, -1]
 
     def _shrink(self) -> None:
         """Take finished and dropped requests out of the batch (and out of the KV cache)."""

@@ -94,6 +94,15 @@ def test_windows_with_only_prompt_tokens_are_left_out_so_every_loss_is_finite(ch
     assert all(math.isfinite(x) for x in result.losses)
 
 
+def test_an_empty_instruction_file_is_a_one_line_error(chat_tokenizer, tmp_path):
+    path = tmp_path / "empty.jsonl"
+    path.write_text("\n")
+    with pytest.raises(SlmError, match=rf"^{path}: no records$"):
+        sft_examples(chat_tokenizer, path, 32)
+    with pytest.raises(ValueError, match="no records"):
+        SftOptions(data=str(path))
+
+
 def test_sft_lowers_answer_loss(chat_tokenizer, tmp_path):
     path = write_alpaca(tmp_path / "a.json", 16)
     options = SftOptions(data=str(path), max_steps=20, batch_size=2, seqlen=48, lr=3e-3, warmup_steps=2, precision="no")

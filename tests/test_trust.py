@@ -97,3 +97,12 @@ def test_canaries_are_seeded_and_tuning_raises_their_exposure(tokenizer):
     after = exposure(tuned, tokenizer, canaries, candidates=30, show_progress=False)
     assert after["exposure_fit"] > before["exposure_fit"] + 1
     assert after["exposure_rank"] > after["exposure_max"] - 1  # the secrets now rank at or near the top
+
+
+def test_a_binary_trust_file_is_named(tmp_path):
+    from slmkit.errors import SlmError
+
+    path = tmp_path / "TruthfulQA.csv"
+    path.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(SlmError, match=rf"^{path}: not UTF-8 text"):
+        load_truthfulqa(path)

@@ -1,4 +1,4 @@
-"""JSON and JSONL record files: one reader for every data file, with errors naming the file and line.
+"""JSON, JSONL and CSV record files: one reader for every data file, with errors naming the file and line.
 
 A `.json` file holds a JSON array of records (or an object whose "data" is one); any other
 suffix is read as JSONL, one JSON value per non-blank line. `check_text_file` looks at the
@@ -9,6 +9,8 @@ before any model loads.
 from __future__ import annotations
 
 import codecs
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -47,6 +49,11 @@ def read_records(path: str | Path, what: str = "data file") -> list:
             raise SlmError(f"{path}: expected a JSON array of records")
         return data
     return [parse_line(line, path, number) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
+def read_csv(path: str | Path, what: str = "data file") -> list[dict]:
+    """The rows of a CSV file with a header line, as dicts."""
+    return list(csv.DictReader(io.StringIO(read_text(path, what), newline="")))
 
 
 def parse_line(line: str, path: Path, number: int):

@@ -67,7 +67,10 @@ def pack(examples: list[dict], seqlen: int) -> list[dict]:
 def sft_examples(tokenizer, path: str | Path, seqlen: int, packing: bool = True,
                  conversations: list[list[dict]] | None = None) -> list[dict]:
     """Training examples from an instruction file (or given conversations)."""
-    encoded = [encode_conversation(tokenizer, c) for c in (conversations or load_conversations(path))]
+    conversations = conversations or load_conversations(path)
+    if not conversations:
+        raise SlmError(f"{path}: no records")
+    encoded = [encode_conversation(tokenizer, c) for c in conversations]
     encoded = [e for e in encoded if (e["labels"] != -100).any()]
     if packing:
         examples = pack(encoded, seqlen)
