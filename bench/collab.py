@@ -26,18 +26,16 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-DATA = Path(os.environ.get("SLMKIT_SHARED_DATA", ROOT.parent / "shared" / "data"))
+import httpx
+import torch
+from common import DATA, ROOT  # (also puts the checkout on sys.path)
 
-import httpx  # noqa: E402
-import torch  # noqa: E402
-
-from slmkit.collab.cascade import confidence, cost_accuracy_curve, is_correct, pick_threshold, plot_curve  # noqa: E402
-from slmkit.collab.speculative import speculative_generate  # noqa: E402
-from slmkit.generation import SamplingParams, chat_prompt_ids, generate_ids  # noqa: E402
-from slmkit.models.loading import load  # noqa: E402
-from slmkit.serve.engine import TransformersEngine  # noqa: E402
+from slmkit.collab.cascade import confidence, cost_accuracy_curve, is_correct, pick_threshold, plot_curve
+from slmkit.collab.speculative import speculative_generate
+from slmkit.data.records import read_records
+from slmkit.generation import SamplingParams, chat_prompt_ids, generate_ids
+from slmkit.models.loading import load
+from slmkit.serve.engine import TransformersEngine
 
 PROMPTS = ["Explain why the sky is blue in two sentences.", "Write a short poem about the sea.",
            "What are three benefits of regular exercise?", "Describe how a bicycle works.",
@@ -96,7 +94,7 @@ def bench_speculative(full: bool) -> list[dict]:
 
 
 def lambada_items(n: int) -> list[dict]:
-    rows = [json.loads(line) for line in (DATA / "zeroshot/llmfoundry/lambada_openai.jsonl").read_text().splitlines()]
+    rows = read_records(DATA / "zeroshot/llmfoundry/lambada_openai.jsonl")
     return [{"prompt": row["context"], "answer": row["continuation"]} for row in rows[:n]]
 
 

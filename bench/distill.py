@@ -20,11 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-SHARED = Path(os.environ.get("SLMKIT_SHARED_DATA", ROOT.parent / "shared" / "data"))
-if not SHARED.is_dir():
-    SHARED = Path("/work/shared/data") if Path("/work/shared/data").is_dir() else SHARED
+from common import DATA as SHARED  # noqa: E402  (also puts the checkout on sys.path)
 
 
 def settings(full: bool) -> dict:

@@ -21,9 +21,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("SLMKIT_SHARED_DATA", ROOT.parent / "shared" / "data")) / "zeroshot"
-VENV = ROOT / "bench" / ".venv-lmeval"
-LM_EVAL = "lm-eval[hf]==0.4.13"
+from common import DATA as SHARED  # noqa: E402
+from common import LMEVAL  # noqa: E402
+
+DATA = SHARED / "zeroshot"
 QUICK = {
     "arc_easy": "llmfoundry/arc_easy.jsonl",
     "piqa": "llmfoundry/piqa.jsonl",
@@ -63,17 +64,6 @@ metric_list:
 """
 
 
-def ensure_venv() -> Path:
-    python = VENV / "bin" / "python"
-    if not (VENV / "bin" / "lm_eval").exists():
-        import transformers
-
-        subprocess.run(["python3", "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", "torch==2.13.0", LM_EVAL,
-                        f"transformers=={transformers.__version__}"], check=True)
-    return python
-
-
 def run_timed(cmd: list[str], env: dict) -> tuple[float, str]:
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -89,7 +79,7 @@ def run_harness(name: str, path: Path, folder: str, limit: int | None, env: dict
     include.mkdir()
     (include / f"slm_{name}.yaml").write_text(yaml)
     out = work / f"harness_{name}"
-    cmd = [str(VENV / "bin" / "lm_eval"), "--model", "hf", "--model_args", f"pretrained={folder},dtype=float32",
+    cmd = [str(LMEVAL.folder / "bin" / "lm_eval"), "--model", "hf", "--model_args", f"pretrained={folder},dtype=float32",
            "--tasks", f"slm_{name}", "--include_path", str(include), "--batch_size", "1", "--device", "cpu",
            "--output_path", str(out)]
     if limit:
@@ -130,7 +120,7 @@ def main() -> None:
         tasks = {k: FULL[k] for k in args.tasks.split(",")}
     limit = None if args.full else args.limit
     folder = model_folder(resolve_model(args.model))
-    ensure_venv()
+    LMEVAL.ensure()
     threads = str(args.threads)
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "SLMKIT_PROGRESS": "0",
            "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",

@@ -24,11 +24,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-DATA = ROOT.parent / "shared" / "data"
+from common import DATA, LLMCOMPRESSOR  # noqa: E402
+
 CALIB = DATA / "c4" / "c4_demo.jsonl"
 EVAL = DATA / "wikitext2" / "wiki.test.raw"
-PEER_VENV = HERE / ".venv-llmcompressor"
-PEER_PACKAGES = ["torch==2.13.0", "llmcompressor==0.14.0.1"]
 MODEL = "smollm2-135m"
 RUNS = [("wanda", None), ("sparsegpt", None), ("wanda", "2:4"), ("sparsegpt", "2:4"), ("magnitude", None), ("magnitude", "2:4")]
 
@@ -100,14 +99,6 @@ def worker_llmcompressor(args) -> None:
             max_seq_length=ids.shape[1], pipeline="sequential" if args.method != "magnitude" else "independent",
             shuffle_calibration_samples=False)
     finish(Path(args.out), model, time.perf_counter() - start)
-
-
-def ensure_peer_venv() -> Path:
-    python = PEER_VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", *PEER_PACKAGES], check=True)
-    return python
 
 
 def run_worker(python: str, tool: str, method: str, pattern, out: Path, ids: Path, model_folder: str, seed: int, env: dict) -> dict:
@@ -186,7 +177,7 @@ def main() -> None:
     peer_python = None
     if not args.no_peer:
         try:
-            peer_python = str(ensure_peer_venv())
+            peer_python = str(LLMCOMPRESSOR.ensure())
         except subprocess.CalledProcessError as err:
             peer_error = f"venv install failed: {err}"
     runs = RUNS

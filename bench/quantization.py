@@ -21,13 +21,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("SLMKIT_SHARED_DATA") or next(
-    (p for p in (ROOT.parent / "shared" / "data", ROOT.parent.parent / "shared" / "data") if p.is_dir()), ROOT.parent / "shared" / "data"))
+from common import DATA, LLMCOMPRESSOR  # noqa: E402
+
 CALIB = DATA / "c4" / "c4_demo.jsonl"
 WIKI = DATA / "wikitext2" / "wiki.test.raw"
 RESULTS = ROOT / "bench" / "results" / "quantization"
-VENV = ROOT / "bench" / ".venv-llmcompressor"
-PEER_PACKAGES = ["torch==2.13.0", "llmcompressor", "torchao", "transformers<=5.17"]
 MODEL = "smollm2-135m"
 SLM = [sys.executable, "-m", "slmkit.cli"]
 
@@ -78,17 +76,6 @@ def cached(name: str, compute) -> dict:
         value = {"error": str(err)[:300]}
     path.write_text(json.dumps(value, indent=1))
     return value
-
-
-def ensure_peer_venv() -> Path:
-    """Create bench/.venv-llmcompressor once (idempotent: reused when its packages import)."""
-    python = VENV / "bin" / "python"
-    check = [str(python), "-c", "import llmcompressor, torchao, torch; assert torch.__version__.startswith('2.13.0')"]
-    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
-        return python
-    subprocess.run(["python3", "-m", "venv", str(VENV)], check=True)
-    subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", *PEER_PACKAGES], check=True)
-    return python
 
 
 def peer(python: Path, *args: str) -> tuple[float, int, dict]:
@@ -158,7 +145,7 @@ def main() -> None:
     if not calib_path.is_file():
         _, tokenizer = load(MODEL)
         torch.save(calibration_batch(tokenizer, str(CALIB), nsamples, seqlen, 0), calib_path)
-    python = None if args.no_peer else VENV / "bin" / "python" if args.report else ensure_peer_venv()
+    python = None if args.no_peer else LLMCOMPRESSOR.python if args.report else LLMCOMPRESSOR.ensure()
     calib_opts = ["--calib", str(CALIB), "--nsamples", str(nsamples), "--seqlen", str(seqlen)]
 
     rows = {"fp32": {"ours": cached("fp32", lambda: {"perplexity": slmkit_perplexity(MODEL, 2048, windows),

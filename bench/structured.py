@@ -15,17 +15,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-DATA = Path(os.environ.get("SLMKIT_SHARED_DATA", "")) if os.environ.get("SLMKIT_SHARED_DATA") else next(
-    (p / "shared" / "data" for p in ROOT.parents if (p / "shared" / "data").is_dir()), ROOT.parent / "shared" / "data")
+from common import DATA, ROOT  # noqa: E402  (also puts the checkout on sys.path)
+
 WIKITEXT = DATA / "wikitext2" / "wiki.test.raw"
 C4 = DATA / "c4" / "c4_demo.jsonl"
 

@@ -2,7 +2,7 @@
 
 A prefill forward that keeps only the last position's logits, then one forward per new
 token against a static KV cache allocated once for prompt + new tokens (no per-step
-concatenation), with explicit cache positions. Several prompts decode together in one
+concatenation), with explicit token positions. Several prompts decode together in one
 left-padded batch (`BatchDecoder`, used by the server); a single prompt is a batch of one.
 Setting SLMKIT_COMPILE=1 also runs the one-token step through `torch.compile` (fixed shapes
 thanks to the static cache). Every model, float or packed, goes through this same loop, so
@@ -55,16 +55,29 @@ def kv_cache(model, max_len: int):
         return DynamicCache(config=model.config)
 
 
-_compiled: dict[int, object] = {}
+class CompiledStep:
+    """A model's compiled one-token forward, kept on the model itself (outside its submodules) so it
+    lives and dies with that model; copies and pickles of the model start without one."""
+
+    def __init__(self, model=None) -> None:
+        self.step = torch.compile(model, dynamic=False) if model is not None else None
+
+    def __deepcopy__(self, memo) -> "CompiledStep":
+        return CompiledStep()
+
+    def __reduce__(self):
+        return CompiledStep, ()
 
 
 def decode_step(model):
     """The one-token forward: compiled once per model when SLMKIT_COMPILE=1, else the model itself."""
     if os.environ.get("SLMKIT_COMPILE") != "1":
         return model
-    if id(model) not in _compiled:
-        _compiled[id(model)] = torch.compile(model, dynamic=False)
-    return _compiled[id(model)]
+    held = model.__dict__.get("_slmkit_decode_step")
+    if held is None or held.step is None:
+        held = CompiledStep(model)
+        object.__setattr__(model, "_slmkit_decode_step", held)  # not a submodule: no state_dict entry
+    return held.step
 
 
 class BatchDecoder:
@@ -89,10 +102,9 @@ class BatchDecoder:
         ids = torch.tensor([[0] * (width - len(p)) + list(p) for p in prompts], device=self.device)
         self.mask = (torch.arange(total) >= pads[:, None]).long().to(self.device) if pads.any() else None
         self.positions = (torch.arange(width) - pads[:, None]).clamp(min=0).to(self.device)
-        self.cache = kv_cache(model, total)
-        self.cache_position = torch.arange(width, device=self.device)
+        self.cache = kv_cache(model, total)  # writes each step's keys and values after the ones it holds
         self.logits = self._forward(model, ids, logits_to_keep=1)
-        self.positions, self.cache_position = self.positions[:, -1:] + 1, self.cache_position[-1:] + 1
+        self.positions = self.positions[:, -1:] + 1
         self.pending: torch.Tensor | None = None  # the tokens of the last step, not yet run through the model
 
     @property
@@ -112,7 +124,7 @@ class BatchDecoder:
             if not self.rows:
                 return {}
             self.logits = self._forward(decode_step(self.model), self.pending)
-            self.positions, self.cache_position = self.positions + 1, self.cache_position + 1
+            self.positions = self.positions + 1
         tokens = {}
         for row, request in enumerate(self.rows):
             params = self.params[request]
@@ -125,8 +137,8 @@ class BatchDecoder:
         return tokens
 
     def _forward(self, step, ids: torch.Tensor, **kwargs) -> torch.Tensor:
-        return step(ids, attention_mask=self.mask, position_ids=self.positions, past_key_values=self.cache,
-                    use_cache=True, cache_position=self.cache_position, **kwargs).logits[:, -1]
+        return step(ids, attention_mask=self.mask, position_ids=self.positions, cache=self.cache, use_cache=True,
+                    **kwargs).logits[:, -1]
 
     def _shrink(self) -> None:
         """Take finished and dropped requests out of the batch (and out of the KV cache)."""

@@ -35,33 +35,38 @@ RENAME_EXCHANGE = 2
 AT_FDCWD = -100
 
 
-def check_target(out: str | Path, overwrite: bool = False, option: str = "--out") -> Path:
-    """Fail now, in one line naming `option`, if `out` cannot be written or must not be replaced."""
+def check_target(out: str | Path, overwrite: bool = False, option: str = "--out", file: bool = False) -> Path:
+    """Fail now, in one line naming `option`, if `out` (a folder, or with `file` a single file)
+    cannot be written or must not be replaced."""
     out = Path(out).expanduser()
     restore_interrupted(out)
     check_writable(out, option)
+    if file and out.is_dir():
+        raise SlmError(f"{option}: {out} is a folder; give a file name")
     if out.is_dir() and not out.is_symlink():
         foreign = foreign_files(out)
         if foreign and not overwrite:
-            raise SlmError(f"{option} {out} holds files slmkit did not write (e.g. {foreign[0]}); "
+            raise SlmError(f"{option}: {out} holds files slmkit did not write (e.g. {foreign[0]}); "
                            "choose another path or pass --overwrite")
     elif out.exists() and not overwrite and not written_by_slmkit(out):
-        raise SlmError(f"{option} {out} exists and was not written by slmkit; choose another path or pass --overwrite")
+        raise SlmError(f"{option}: {out} exists and was not written by slmkit; choose another path or pass --overwrite")
     return out
 
 
-def check_writable(out: Path, option: str) -> None:
-    """The nearest existing parent of `out` is a folder in which a file can really be created."""
-    parent = out.parent
+def check_writable(out: str | Path, option: str = "--out", itself: bool = False) -> None:
+    """The nearest existing parent of `out` (with `itself`: `out`, a folder that will hold files)
+    is a folder in which a file can really be created."""
+    out = Path(out).expanduser().absolute()
+    parent = out if itself else out.parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
-        raise SlmError(f"{option} {out}: {parent} is not a folder")
+        raise SlmError(f"{option}: {out} cannot be created: {parent} is not a folder")
     try:
         probe = tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=parent)
         os.rmdir(probe)
     except OSError as err:
-        raise SlmError(f"{option} {out}: cannot write in {parent} ({err.strerror or err})") from None
+        raise SlmError(f"{option}: cannot write {out}: creating a file in {parent} failed ({err.strerror or err})") from None
 
 
 def foreign_files(folder: Path) -> list[str]:
@@ -173,9 +178,7 @@ def atomic_folder(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
 @contextmanager
 def atomic_file(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside `out` (same suffix); on success it is renamed onto `out` and recorded."""
-    out = check_target(out, overwrite)
-    if out.is_dir():
-        raise SlmError(f"--out {out} is a folder; give a file path")
+    out = check_target(out, overwrite, file=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{out.name}.tmp-{os.getpid()}-", suffix=out.suffix, dir=out.parent)
     os.close(fd)

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 
 from slmkit.data.corpus import check_source
 from slmkit.errors import SlmError
+from slmkit.evaluate.trust import SUITES
 from slmkit.formats import SAVE_FORMATS
 from slmkit.models.source import resolve_model
 from slmkit.steps import StepOptions, get_step
@@ -66,7 +67,7 @@ class ProfileEval(Section):
     threads: Optional[PositiveInt] = None
 
 
-TrustName = Literal["calibration", "robustness", "truthfulness", "bias", "privacy"]
+TrustName = Literal[SUITES]
 
 
 def check_task_file(path: str) -> str:
@@ -144,11 +145,39 @@ def parse_recipe(data: Any, origin: str = "recipe") -> Recipe:
     try:
         recipe = Recipe.model_validate({**data, "steps": steps})
         check_offload(recipe)
-        return recipe
+        check_limits(recipe)
+        return seed_steps(recipe)
     except ValidationError as err:
         raise SlmError(f"{origin}: {describe(err, Recipe)}") from None
     except SlmError as err:
         raise SlmError(f"{origin}: {err}") from None
+
+
+def check_limits(recipe: Recipe) -> None:
+    """Token counts the recipe sets must fit the model's context (read from its config, not its weights)."""
+    from slmkit.checks import check_tokens
+
+    limits = []
+    if "seqlen" in recipe.calibration.model_fields_set:
+        limits.append(("calibration.seqlen", recipe.calibration.seqlen))
+    ppl, prof = recipe.eval.perplexity, recipe.eval.profile
+    if ppl and "seqlen" in ppl.model_fields_set:
+        limits.append(("eval.perplexity.seqlen", ppl.seqlen))
+    if prof and {"prompt_tokens", "decode_tokens"} & prof.model_fields_set:
+        limits.append(("eval.profile.prompt_tokens + decode_tokens", prof.prompt_tokens + prof.decode_tokens))
+    for i, entry in enumerate(recipe.steps):
+        if "seqlen" in entry.options.model_fields_set:
+            limits.append((f"steps[{i}].{entry.name}.seqlen", entry.options.seqlen))
+    for key, tokens in limits:
+        check_tokens(key, tokens, recipe.model)
+
+
+def seed_steps(recipe: Recipe) -> Recipe:
+    """A step with a `seed` option of its own (the training steps) takes the recipe's seed unless it sets one."""
+    for entry in recipe.steps:
+        if "seed" in type(entry.options).model_fields and "seed" not in entry.options.model_fields_set:
+            entry.options = entry.options.model_copy(update={"seed": recipe.seed})
+    return recipe
 
 
 def check_offload(recipe: Recipe) -> None:

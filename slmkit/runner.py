@@ -11,6 +11,7 @@ from typing import Any
 
 from slmkit.failpoints import failpoint
 from slmkit.models.source import resolve_model
+from slmkit.outputs import check_target
 from slmkit.recipe import Recipe, StepEntry, load_recipe, parse_recipe
 from slmkit.steps import StepContext, get_step
 
@@ -42,20 +43,22 @@ def step_context(recipe: Recipe, tokenizer) -> StepContext:
     )
 
 
-def step_record(entry: StepEntry, start: float) -> dict:
-    return {"step": entry.name, "options": entry.options.model_dump(), "seconds": round(time.perf_counter() - start, 3)}
+def step_record(entry: StepEntry, start: float, notes: list[str]) -> dict:
+    """What the manifest says about one step: its options, its time, and the lines it logged."""
+    record = {"step": entry.name, "options": entry.options.model_dump(), "seconds": round(time.perf_counter() - start, 3)}
+    return {**record, "log": notes} if notes else record
 
 
-def apply_steps(model, tokenizer, recipe: Recipe, show_progress: bool = True) -> tuple[Any, list[dict]]:
+def apply_steps(model, tokenizer, recipe: Recipe) -> tuple[Any, list[dict]]:
     """Apply the recipe's steps in order; return the model and a log of what each did and took."""
     context = step_context(recipe, tokenizer)
     log = []
     for entry in recipe.steps:
         step = get_step(entry.name)
-        start = time.perf_counter()
+        start, logged = time.perf_counter(), len(context.log)
         result = step.function()(model, tokenizer, entry.options, context)
         model = result if result is not None else model
-        log.append(step_record(entry, start))
+        log.append(step_record(entry, start, context.log[logged:]))
         failpoint("step")
     return model, log
 
@@ -98,25 +101,24 @@ def run_offloaded(recipe: Recipe, out: Path, show_progress: bool = True, overwri
     with atomic_folder(out, overwrite) as tmp, tempfile.TemporaryDirectory(prefix=f".{out.name}.tmp-{os.getpid()}-steps-", dir=tmp.parent) as scratch:
         for i, entry in enumerate(recipe.steps):
             target = tmp if i == len(recipe.steps) - 1 else Path(scratch) / f"step-{i}"
-            step_start = time.perf_counter()
+            step_start, logged = time.perf_counter(), len(context.log)
             compress_offloaded(source, target, entry.name, entry.options, context, show_progress, torch_dtype(recipe.dtype))
-            step_log.append(step_record(entry, step_start))
+            step_log.append(step_record(entry, step_start, context.log[logged:]))
             source = target
         return write_outputs(tmp, recipe, step_log, {"steps": time.perf_counter() - start}, {}, {})
 
 
 def run(recipe: Recipe | str | Path | dict, out: str | Path, show_progress: bool = True, overwrite: bool = False) -> dict:
     """Execute a recipe and write `out/` (model, slmkit.json, report.md). Returns the manifest."""
+    recipe = as_recipe(recipe)
+    out = check_target(out, overwrite)  # before torch is even imported
     from slmkit import layouts
     from slmkit.evaluate.perplexity import perplexity
     from slmkit.evaluate.profile import measure_in_subprocess
     from slmkit.evaluate.suite import evaluate_suite
     from slmkit.models.loading import load
-    from slmkit.models.saving import check_output_dir
     from slmkit.outputs import atomic_folder
 
-    recipe = as_recipe(recipe)
-    out = check_output_dir(out, overwrite)
     seed_everything(recipe.seed)
     if recipe.offload:
         return run_offloaded(recipe, out, show_progress, overwrite)
@@ -135,7 +137,7 @@ def run(recipe: Recipe | str | Path | dict, out: str | Path, show_progress: bool
         baseline.update(evaluate_suite(model, tokenizer, **suite))
 
     start = time.perf_counter()
-    model, step_log = apply_steps(model, tokenizer, recipe, show_progress)
+    model, step_log = apply_steps(model, tokenizer, recipe)
     timings["steps"] = time.perf_counter() - start
 
     metrics: dict[str, Any] = {}

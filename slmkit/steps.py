@@ -38,7 +38,6 @@ class Step:
     options: type[StepOptions]
     target: str  # "package.module:function"
     summary: str
-    uses_calibration: bool = False
 
     @property
     def can_offload(self) -> bool:
@@ -54,8 +53,8 @@ _REGISTRY: dict[str, Step] = {}
 _loaded = False
 
 
-def register_step(name: str, options: type[StepOptions], target: str, summary: str, uses_calibration: bool = False) -> None:
-    _REGISTRY[name] = Step(name, options, target, summary, uses_calibration)
+def register_step(name: str, options: type[StepOptions], target: str, summary: str) -> None:
+    _REGISTRY[name] = Step(name, options, target, summary)
 
 
 def _load() -> None:
@@ -85,7 +84,11 @@ def offload_steps() -> list[str]:
 
 @dataclass
 class StepContext:
-    """What a step may need besides the model: seed, calibration data, where to log."""
+    """What a step may need besides the model: seed, calibration data, and a log for the manifest.
+
+    `calibration` is the batch of token ids the calibration-based steps share: sampled on first use
+    from `calibration_source` under the seed, or given by the caller. Lines a step appends to `log`
+    are recorded with that step in the output's slmkit.json."""
 
     seed: int = 0
     calibration_source: str = "pydoc"
@@ -93,12 +96,12 @@ class StepContext:
     seqlen: int = 512
     tokenizer: Any = None
     log: list[str] = field(default_factory=list)
-    _calibration: Any = None
+    calibration: Any = None
 
     def calibration_ids(self):
         """The calibration batch [nsamples, seqlen], sampled once per run under the seed."""
-        if self._calibration is None:
+        if self.calibration is None:
             from slmkit.data.calibration import calibration_batch
 
-            self._calibration = calibration_batch(self.tokenizer, self.calibration_source, self.nsamples, self.seqlen, self.seed)
-        return self._calibration
+            self.calibration = calibration_batch(self.tokenizer, self.calibration_source, self.nsamples, self.seqlen, self.seed)
+        return self.calibration

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -36,7 +37,7 @@ def test_eval_json_prints_one_object(tiny_folder):
         (["compress", "{tiny}", "--method", "wanda", "--offload", "--ppl", "pydoc", "--out", "{tmp}/o"],
          "--offload: --ppl and --profile load the whole model"),
         (["compress", "{tiny}", "--method", "wanda", "--offload", "--format", "compressed-tensors", "--out", "{tmp}/o"],
-         "save.format: layer offload writes format hf only"),
+         "--format: layer offload writes format hf only"),
     ],
 )
 def test_errors_are_one_line_without_traceback(tiny_folder, tmp_path, args, message):
@@ -72,13 +73,24 @@ def test_help_on_every_command():
     assert "magnitude" in slm("compress", "--help").stdout
 
 
-def test_generate_streams_text(tiny_folder):
+def test_generate_streams_the_greedy_continuation(tiny_folder):
+    from slmkit.generation import SamplingParams, generate_ids, stop_ids
+    from slmkit.models.loading import load
+
     result = slm("generate", str(tiny_folder), "def", "--raw", "-n", "5", check=True)
-    assert "tokens/s" in result.stderr
+    model, tokenizer = load(str(tiny_folder))
+    stops = stop_ids(tokenizer)
+    tokens = []
+    for token in generate_ids(model, tokenizer("def", return_tensors="pt")["input_ids"], SamplingParams(max_new_tokens=5)):
+        if token in stops:
+            break
+        tokens.append(token)
+    assert tokens and result.stdout == tokenizer.decode(tokens, skip_special_tokens=True) + "\n"
+    assert re.fullmatch(rf"\[{len(tokens)} tokens, [0-9.]+ tokens/s\]\n", result.stderr)  # and no warning
 
 
 def test_extra_options_parse_values_flags_and_negated_flags():
-    from slmkit.cli.run import parse_extra_options
+    from slmkit.cli.flags import parse_extra_options
 
     assert parse_extra_options(["--bits", "4", "--group-size=64", "--owl", "--no-act-order"]) == {
         "bits": "4", "group_size": "64", "owl": True, "act_order": False}

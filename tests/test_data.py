@@ -57,3 +57,37 @@ def test_calibration_refuses_a_corpus_shorter_than_one_window(tokenizer, tmp_pat
     (tmp_path / "t.txt").write_text("tiny")
     with pytest.raises(SlmError, match="fewer than one window"):
         calibration_batch(tokenizer, str(tmp_path / "t.txt"), nsamples=2, seqlen=512)
+
+
+@pytest.mark.parametrize("name, text, line", [
+    ("broken.jsonl", '{"text": "one"}\n{"text": "two"\n{"text": "three"}\n', 2),
+    ("blank.jsonl", '{"text": "one"}\n\n\n{"text": \n', 4),
+    ("broken.json", '[\n  {"text": "one"},\n  {"text" "two"}\n]\n', 3),
+])
+def test_json_errors_name_the_file_and_the_line(tmp_path, name, text, line):
+    from slmkit.data.records import check_text_file, read_records
+
+    path = tmp_path / name
+    path.write_text(text)
+    for read in (read_records, check_text_file):  # the full read and the quick check before work agree
+        with pytest.raises(SlmError, match=rf"^{path}: line {line}: invalid JSON"):
+            read(path)
+
+
+def test_a_binary_data_file_is_named(tmp_path):
+    path = tmp_path / "weights.txt"
+    path.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(SlmError, match=rf"^{path}: not UTF-8 text"):
+        load_documents(str(path))
+
+
+def test_shared_data_folder_comes_from_the_environment_or_beside_the_checkout(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    import slmkit
+    from slmkit.data.shared import shared_data_dir
+
+    monkeypatch.setenv("SLMKIT_SHARED_DATA", str(tmp_path))
+    assert shared_data_dir() == tmp_path and shared_data_dir("elsewhere") == Path("elsewhere")
+    monkeypatch.delenv("SLMKIT_SHARED_DATA")
+    assert shared_data_dir() == Path(slmkit.__file__).resolve().parents[1].parent / "shared" / "data"

@@ -27,7 +27,7 @@ def test_half_size_recipe_halves_non_embedding_parameters(tmp_path):
     model, tokenizer = slmkit.load(recipe.model)
     embed = model.get_input_embeddings().weight.numel()
     dense = count_parameters(model)[0] - embed
-    model, _ = apply_steps(model, tokenizer, recipe, show_progress=False)
+    model, _ = apply_steps(model, tokenizer, recipe)
     kept = (count_parameters(model)[0] - embed) / dense
     assert 0.45 < kept < 0.55
     model.save_pretrained(tmp_path)

@@ -25,7 +25,7 @@ def test_distill_command_trains_evaluates_and_saves(pair, tmp_path):
     out = tmp_path / "out"
     result = invoke("distill", "--teacher", teacher, "--student", student, "--loss", "jsd", "--beta", "0.3", "--temperature", "2",
                     "--ce-weight", "0.5", "--max-steps", "4", "--seqlen", "32", "--batch-size", "2", "--lr", "1e-3",
-                    "--eval-data", "pydoc", "--eval-every", "2", "--eval-windows", "2", "--out", out)
+                    "--eval-data", "pydoc", "--eval-every", "2", "--eval-windows", "2", "--eval-seqlen", "64", "--out", out)
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "slmkit.json").read_text())
     training = manifest["training"]

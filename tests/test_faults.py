@@ -4,6 +4,7 @@ its target. The target must always be the complete old output or the complete ne
 temporary sibling may survive the next run. (Failpoints: slmkit/failpoints.py.)"""
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import gguf
 import pytest
-from tiny import save_tiny
+from tiny import SHARED_DATA, save_tiny
 
 import slmkit
 from slmkit.models.saving import read_manifest
@@ -54,16 +55,25 @@ def complete_gguf(out: Path) -> None:
     assert len(gguf.GGUFReader(out).tensors) > 0
 
 
+def complete_jsonl(out: Path) -> None:
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows and all("text" in r for r in rows)
+
+
 COMMANDS = {
     "compress": (lambda model, out: ["compress", model, "--method", "magnitude", "--sparsity", "0.5", "--out", out],
                  "out", complete_folder, ["load", "step", "save:layout", "save:written", "save:swapped"]),
     "export": (lambda model, out: ["export", model, "--format", "gguf", "--type", "F16", "--out", out],
                "m.gguf", complete_gguf, ["load", "save:written", "save:swapped"]),
+    "distill": (lambda model, out: ["distill", "--student", model, "--teacher", model, "--max-steps", "2", "--seqlen", "32",
+                                    "--out", out], "out", complete_folder, ["load", "train", "save:written", "save:swapped"]),
+    "data filter": (lambda model, out: ["data", "filter", SHARED_DATA / "c4" / "c4_demo.jsonl", "--out", out],
+                    "kept.jsonl", complete_jsonl, ["save:written", "save:swapped"]),
 }
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
-def test_a_killed_run_leaves_the_old_or_the_new_output(tmp_path, command):
+def test_a_killed_run_leaves_the_old_or_the_new_output(tmp_path, command, shared_data):
     args, name, complete, points = COMMANDS[command]
     model, cache = save_tiny(tmp_path / "tiny"), tmp_path / "cache"
     fresh = tmp_path / "fresh" / name  # no earlier output: a kill leaves nothing at the target

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from slmkit.data.filters import FilterConfig, filter_documents, filter_file, gopher_rule, normalize
+from slmkit.data.filters import FilterOptions, filter_documents, filter_file, gopher_rule, normalize
 
 GOOD = ("The river town grew slowly during the nineteenth century, as farmers brought grain to the new mill and "
         "merchants opened shops along the main road. A small school was built near the church in 1852, and the first "
@@ -31,7 +31,7 @@ BAD = {
 
 @pytest.mark.parametrize("rule", list(BAD))
 def test_each_heuristic_removes_its_bad_example_and_keeps_good_text(rule):
-    cfg = FilterConfig()
+    cfg = FilterOptions()
     assert gopher_rule(GOOD, cfg) is None and gopher_rule(OTHER, cfg) is None
     assert gopher_rule(BAD[rule], cfg) == rule
     keep, report = filter_documents([GOOD, BAD[rule], OTHER], cfg)
@@ -42,20 +42,20 @@ def test_each_heuristic_removes_its_bad_example_and_keeps_good_text(rule):
 def test_exact_dedup_ignores_case_punctuation_and_spacing():
     variant = "  " + GOOD.upper().replace(",", " ;") + "!!"
     assert normalize(variant) == normalize(GOOD)
-    keep, report = filter_documents([GOOD, OTHER, variant], FilterConfig(near_dedup=False))
+    keep, report = filter_documents([GOOD, OTHER, variant], FilterOptions(near_dedup=False))
     assert keep == [True, True, False] and report.removed == {"exact_duplicate": 1}
 
 
 def test_near_duplicates_removed_by_minhash_lsh_distinct_texts_kept():
     near = GOOD.replace("museum", "gallery")
-    keep, report = filter_documents([GOOD, OTHER, near], FilterConfig())
+    keep, report = filter_documents([GOOD, OTHER, near], FilterOptions())
     assert keep == [True, True, False] and report.removed == {"near_duplicate": 1}
-    keep, _ = filter_documents([GOOD, OTHER, near], FilterConfig(near_dedup=False))
+    keep, _ = filter_documents([GOOD, OTHER, near], FilterOptions(near_dedup=False))
     assert keep == [True, True, True]
 
 
 def test_perplexity_rule_uses_the_reference_scores():
-    cfg = FilterConfig(ppl_model="any", max_perplexity=100.0)
+    cfg = FilterOptions(ppl_model="any", max_perplexity=100.0)
     keep, report = filter_documents([GOOD, OTHER], cfg, perplexities=lambda docs: [20.0 if d is GOOD else 500.0 for d in docs])
     assert keep == [True, False] and report.removed == {"perplexity": 1}
 
@@ -66,7 +66,7 @@ def test_perplexity_filter_with_a_real_reference_model():
 
     rng = random.Random(0)
     word_salad = " ".join(rng.choice(GOOD.split() + OTHER.split()) for _ in range(80))  # keyword-stuffing spam
-    cfg = FilterConfig(heuristics=False, ppl_model="smollm2-135m", max_perplexity=300.0, ppl_tokens=128)
+    cfg = FilterOptions(heuristics=False, ppl_model="smollm2-135m", max_perplexity=300.0, ppl_tokens=128)
     keep, report = filter_documents([GOOD, word_salad, OTHER], cfg, show_progress=False)
     assert keep == [True, False, True] and report.removed == {"perplexity": 1}
 
@@ -75,7 +75,7 @@ def test_filter_file_keeps_records_and_writes_report(tmp_path):
     src = tmp_path / "in.jsonl"
     rows = [{"id": 1, "text": GOOD}, {"id": 2, "text": BAD["gopher_word_count"]}, {"id": 3, "text": GOOD}, {"id": 4, "text": OTHER}]
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    report = filter_file(src, tmp_path / "out.jsonl", FilterConfig(), show_progress=False)
+    report = filter_file(src, tmp_path / "out.jsonl", FilterOptions(), show_progress=False)
     kept = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [r["id"] for r in kept] == [1, 4]
     saved = json.loads((tmp_path / "out.jsonl.report.json").read_text())

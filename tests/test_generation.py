@@ -56,3 +56,28 @@ def test_dropped_request_leaves_the_batch_and_the_rest_carry_on():
         assert list(step) == [0] and decoder.rows == [0]  # the batch (and its KV cache) shrank to one row
         out[0].append(step[0])
     assert out == [generate_ids(model, torch.tensor([p]), SamplingParams(max_new_tokens=n)) for p, n in zip(prompts, (8, 2))]
+
+
+def test_compiled_decode_steps_belong_to_their_model(monkeypatch):
+    import copy
+    import gc
+    import weakref
+
+    from slmkit import generation
+
+    class Compiled:
+        def __init__(self, model, **_):
+            self.model = model
+
+    monkeypatch.setenv("SLMKIT_COMPILE", "1")
+    monkeypatch.setattr(generation.torch, "compile", Compiled)
+    first, second = tiny_model("llama", seed=1), tiny_model("llama", seed=2)
+    step = generation.decode_step(first)
+    assert step.model is first and generation.decode_step(first) is step
+    assert generation.decode_step(second).model is second
+    assert generation.decode_step(copy.deepcopy(first)).model is not first  # a copy compiles its own
+    assert not any("decode_step" in k for k in first.state_dict())
+    gone = weakref.ref(step)
+    del first, step
+    gc.collect()
+    assert gone() is None  # nothing outlives the model, so a later model reusing its id gets a fresh step

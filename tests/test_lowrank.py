@@ -12,7 +12,7 @@ from tiny import FAMILIES, save_tiny, tiny_model, tiny_tokenizer
 from torch import nn
 from transformers import AutoModelForCausalLM
 
-from slmkit.anatomy import anatomy_of
+from slmkit.anatomy import anatomy_of, decoder_linears, linear_weight
 from slmkit.compress.layerwise import LinearStats
 from slmkit.compress.structured.lowrank import (
     SpectrumProbe,
@@ -23,6 +23,7 @@ from slmkit.compress.structured.lowrank import (
     visit_layers,
 )
 from slmkit.compress.structured.options import LowRankOptions
+from slmkit.errors import SlmError
 from slmkit.evaluate.profile import count_parameters
 from slmkit.layouts.low_rank import merge as merge_low_rank
 from slmkit.models.loading import load_folder
@@ -93,9 +94,22 @@ def test_activation_aware_svd_has_lower_output_error_on_correlated_inputs():
 
 def test_energy_threshold_gives_per_layer_ranks(tmp_path):
     model = tiny_model("llama")
+    dense = {name: linear_weight(m).clone() for name, m in decoder_linears(model).items()}
     low_rank(model, None, LowRankOptions(energy=0.6, activation_aware="none"), StepContext())
-    ranks = {r for r, *_ in model.config.slmkit_low_rank.values()}
-    assert len(ranks) > 1
+    factorized = {name: m for name, m in decoder_linears(model).items() if isinstance(m, FactorizedLinear)}
+    assert factorized
+    for name, module in factorized.items():  # each rank: the fewest singular values holding 60% of the energy
+        energy = torch.linalg.svdvals(dense[name].double()).pow(2)
+        share = energy.cumsum(0) / energy.sum()
+        assert share[module.rank - 1] >= 0.6 and (module.rank == 1 or share[module.rank - 2] < 0.6), name
+    assert len({m.rank for m in factorized.values()}) > 1
+
+
+def test_gpt2_fused_attention_is_factorized():
+    model = low_rank(tiny_model("gpt2"), None, LowRankOptions(activation_aware="none"), StepContext())
+    assert all(isinstance(layer.attn.c_attn, FactorizedLinear) for layer in anatomy_of(model).layer_list(model))
+    with pytest.raises(SlmError, match="gpt2 fuses q, k and v into one projection; name it qkv"):
+        low_rank(tiny_model("gpt2"), None, LowRankOptions(targets=["q", "k", "v"], activation_aware="none"), StepContext())
 
 
 def calibration():
@@ -197,7 +211,6 @@ def test_cli_low_rank_then_merged_export(tmp_path):
 
 def test_pruning_a_factorized_model_is_a_one_line_error():
     from slmkit.compress.structured.depth import remove_layers
-    from slmkit.errors import SlmError
 
     model = low_rank(tiny_model("llama"), None, LowRankOptions(activation_aware="none"), StepContext())
     with pytest.raises(SlmError, match="prune before low_rank"):

@@ -27,11 +27,11 @@ def test_obs_compensation_beats_plain_masking_with_the_same_mask():
     assert (x @ (w - new).T).norm() < 0.9 * (x @ (w - plain).T).norm()
 
 
-def test_n_of_m_pattern_holds_in_every_group():
+def test_pruned_of_m_pattern_holds_in_every_group():
     x = correlated_inputs()
-    new, mask = obs_sweep(torch.randn(8, 64), x.T @ x / len(x), n_of_m=(2, 4), blocksize=32)
-    assert torch.all(mask.view(8, 16, 4).sum(-1) == 2)
-    assert torch.all((new.view(8, 16, 4) != 0).sum(-1) <= 2)
+    new, mask = obs_sweep(torch.randn(8, 64), x.T @ x / len(x), pruned_of_m=(1, 4), blocksize=32)
+    assert torch.all(mask.view(8, 16, 4).sum(-1) == 1)  # one pruned, three kept in every group of four
+    assert torch.all((new.view(8, 16, 4) != 0).sum(-1) <= 3)
 
 
 def test_stacked_sweep_with_segments_equals_separate_sweeps():

@@ -18,7 +18,7 @@ FAMILIES = ["llama", "gpt2", "qwen3"]
 
 def context(seed=0):
     ids = torch.randint(0, 300, (4, 32), generator=torch.Generator().manual_seed(seed))
-    return StepContext(seed=seed, _calibration=ids)
+    return StepContext(seed=seed, calibration=ids)
 
 
 def prune(method, model, **options):
@@ -46,7 +46,7 @@ def test_unstructured_sparsity_is_exact_in_every_linear_and_head_untouched(famil
 
 
 @pytest.mark.parametrize("method", ["magnitude", "wanda", "sparsegpt"])
-@pytest.mark.parametrize("pattern", ["2:4", "4:8"])
+@pytest.mark.parametrize("pattern", ["2:4", "4:8", "1:4"])
 def test_n_of_m_patterns_hold_in_every_group(method, pattern):
     model = tiny_model("llama")
     prune(method, model, pattern=pattern)
@@ -64,6 +64,14 @@ def test_nm_checker_rejects_a_crowded_group():
     w[1, 1] = 5
     assert not satisfies_nm(w, 2, 4)
     assert not nm_mask(torch.randn(3, 8), 2, 4).view(3, 2, 4).sum(-1).ne(2).any()
+    assert nm_mask(torch.randn(3, 8), kept=1, m=4).view(3, 2, 4).sum(-1).eq(3).all()  # 1 kept = 3 pruned per group
+
+
+def test_pattern_fields_say_kept_and_pruned():
+    from slmkit.compress.pruning.options import SparseGPTOptions
+
+    options = SparseGPTOptions(pattern="1:4")
+    assert (options.kept_of_m, options.pruned_of_m, options.target_sparsity) == ((1, 4), (3, 4), 0.75)
 
 
 @pytest.mark.parametrize("scope", ["row", "layer"])
@@ -91,7 +99,7 @@ def test_reconstruction_error_sparsegpt_below_wanda_below_magnitude(pattern):
     w = torch.randn(64, 128, generator=torch.Generator().manual_seed(1))
     stats = LinearStats(128, {"sqnorm", "gram"})
     stats.update(x)
-    sparsity, n_of_m = 0.5, ((2, 4) if pattern else None)
+    sparsity, pruned_of_m = 0.5, ((2, 4) if pattern else None)
 
     def masked(scores):
         mask = nm_mask(scores, 2, 4) if pattern else lowest_k_mask(scores, sparsity)
@@ -99,7 +107,7 @@ def test_reconstruction_error_sparsegpt_below_wanda_below_magnitude(pattern):
 
     magnitude = masked(w.abs())
     wanda = masked(wanda_scores(w, stats.sqnorm))
-    sparsegpt, _ = obs_sweep(w, stats.gram, sparsity, n_of_m)
+    sparsegpt, _ = obs_sweep(w, stats.gram, sparsity, pruned_of_m)
     errors = [(x @ (w - new).T).norm().item() for new in (sparsegpt, wanda, magnitude)]
     assert errors[0] < errors[1] < errors[2], errors
     assert all((new == 0).sum() == w.numel() // 2 for new in (sparsegpt, wanda, magnitude))

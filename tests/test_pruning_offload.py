@@ -38,9 +38,9 @@ def test_skeleton_holds_no_decoder_weights(tmp_path):
 def test_engine_gives_the_same_model_with_and_without_offload(tmp_path, family, method, options):
     source = save_tiny(tmp_path / "src", family)
     in_memory = tiny_model(family)
-    get_step(method).function()(in_memory, None, options, StepContext(_calibration=calibration()), show_progress=False)
+    get_step(method).function()(in_memory, None, options, StepContext(calibration=calibration()), show_progress=False)
 
-    out = compress_offloaded(source, tmp_path / "out", method, options, StepContext(_calibration=calibration()), show_progress=False)
+    out = compress_offloaded(source, tmp_path / "out", method, options, StepContext(calibration=calibration()), show_progress=False)
     assert_same_weights(in_memory.state_dict(), AutoModelForCausalLM.from_pretrained(out).state_dict())
 
 
@@ -84,4 +84,4 @@ def test_the_embedded_model_can_run_offloaded():
 def test_offload_refuses_a_compressed_folder(tmp_path):
     slmkit.save(tiny_model(), tiny_tokenizer(), tmp_path / "ct", format="compressed-tensors")
     with pytest.raises(SlmError, match="holds a compressed or factorized model"):
-        compress_offloaded(tmp_path / "ct", tmp_path / "out", "wanda", {}, StepContext(_calibration=calibration()))
+        compress_offloaded(tmp_path / "ct", tmp_path / "out", "wanda", {}, StepContext(calibration=calibration()))

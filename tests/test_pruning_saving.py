@@ -15,7 +15,7 @@ from slmkit.steps import StepContext
 def pruned(family, pattern=None):
     model = tiny_model(family)
     ids = torch.randint(0, 300, (4, 32), generator=torch.Generator().manual_seed(0))
-    return wanda_prune(model, None, WandaOptions(sparsity=0.5, pattern=pattern), StepContext(_calibration=ids), show_progress=False)
+    return wanda_prune(model, None, WandaOptions(sparsity=0.5, pattern=pattern), StepContext(calibration=ids), show_progress=False)
 
 
 @pytest.mark.parametrize("family, pattern", [("llama", None), ("llama", "2:4"), ("gpt2", None), ("qwen3", None)])

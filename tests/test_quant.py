@@ -36,7 +36,7 @@ def test_gptq_output_error_is_below_rtn(spec, act_order):
 def test_joint_sparse_and_quantized_keeps_the_pattern_and_the_grid():
     x, w = correlated_inputs(), torch.randn(32, 128)
     spec = QuantSpec(4, 32, True)
-    codes, scale, zero = gptq_codes(w, x.T @ x / len(x), spec, n_of_m=(2, 4), blocksize=32)
+    codes, scale, zero = gptq_codes(w, x.T @ x / len(x), spec, pruned_of_m=(2, 4), blocksize=32)
     w_hat = dequantize(codes, scale, zero)
     assert torch.all((w_hat.view(32, 32, 4) == 0).sum(-1) >= 2)
     codes50, scale50, zero50 = gptq_codes(w, x.T @ x / len(x), spec, sparsity=0.5, blocksize=32)

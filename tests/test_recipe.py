@@ -66,3 +66,10 @@ def test_cli_recipe_error_is_fast_one_line_and_torch_free(tmp_path):
     assert result.stderr.strip().count("\n") == 0
     assert "steps[0].magnitude.bogus: unknown key" in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_the_recipe_seed_is_the_default_seed_of_training_steps():
+    recipe = parse_recipe({"model": "smollm2-135m", "seed": 7, "steps": [
+        {"distill": {"teacher": "smollm2-135m"}}, {"distill": {"teacher": "smollm2-135m", "seed": 3}}, "magnitude"]})
+    assert [getattr(s.options, "seed", None) for s in recipe.steps] == [7, 3, None]
+    assert recipe.to_dict()["steps"][0]["distill"]["seed"] == 7  # the manifest records the seed used

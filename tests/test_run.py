@@ -71,7 +71,12 @@ def test_refuses_to_overwrite_a_foreign_folder(tiny_folder, tmp_path):
 
 
 def test_rerun_replaces_an_earlier_output(tiny_folder, tmp_path):
-    recipe = {**recipe_for(tiny_folder), "eval": {"perplexity": None, "profile": None}}
-    slmkit.run(recipe, tmp_path / "out")
-    slmkit.run(recipe, tmp_path / "out")
-    assert (tmp_path / "out" / "slmkit.json").is_file()
+    out = tmp_path / "out"
+    for sparsity in (0.25, 0.75):
+        slmkit.run({"model": str(tiny_folder), "steps": [{"magnitude": {"sparsity": sparsity}}],
+                    "eval": {"perplexity": None, "profile": None}}, out)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    for module in decoder_linears(model).values():  # the second run's weights, not the first's
+        assert (linear_weight(module) == 0).float().mean().item() == pytest.approx(0.75)
+    assert json.loads((out / "slmkit.json").read_text())["recipe"]["steps"] == [{"magnitude": {"sparsity": 0.75, "scope": "row"}}]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "tiny"]  # no temporary sibling left

@@ -112,3 +112,39 @@ def test_kill_9_then_resume_loses_only_steps_since_last_checkpoint(tmp_path):
     assert resumed.returncode == 0, output
     training = json.loads((tmp_path / "out" / "slmkit.json").read_text())["training"]
     assert training["resumed_from"] == last and training["steps"] == 40
+
+
+class BreaksAt(CausalLMObjective):
+    """CE, except that from optimizer step `step` on the loss (or only its gradient) is not finite."""
+
+    def __init__(self, model, step: int, where: str):
+        super().__init__(model)
+        self.calls, self.step, self.where = 0, step, where
+
+    def forward(self, batch):
+        self.calls += 1
+        loss = super().forward(batch)
+        if self.calls < self.step:
+            return loss
+        if self.where == "loss":
+            return loss * float("nan")
+        return loss + (self.model.lm_head.weight[0, 0] * 0).sqrt()  # a finite loss whose gradient is NaN
+
+
+@pytest.mark.parametrize("where", ["loss", "gradient"])
+def test_a_non_finite_step_stops_training_and_keeps_the_last_good_checkpoint(tokenizer, tmp_path, where):
+    from slmkit.errors import SlmError
+    from slmkit.tune.trainer import latest_checkpoint
+
+    examples = corpus_windows(tokenizer, "pydoc", 32, max_tokens=32 * 10)
+    model = tiny_model()
+    ckpt = tmp_path / "ckpt"
+    objective = BreaksAt(model, step=3, where=where)  # batch_size 2, no accumulation: one call per step
+    with pytest.raises(SlmError, match=rf"^training stopped at step 3: the {where if where == 'loss' else 'gradient norm'} "
+                                       rf"is nan; nothing was saved; the last good checkpoint is .*step-0000002$"):
+        train(objective, examples, options(save_every=1, checkpoint_dir=str(ckpt)), show_progress=False)
+    assert latest_checkpoint(ckpt).name == "step-0000002"
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # the bad step never reached the weights
+    good = copy.deepcopy(tiny_model())
+    train(CausalLMObjective(good), examples, options(max_steps=6), show_progress=False, stop_after=2)
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), good.parameters()))

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 from tiny import tiny_model
@@ -68,8 +70,13 @@ def test_trust_evaluations_run_on_a_tiny_model(tokenizer, shared_data):
 
 
 def test_pii_prompts_stop_right_before_the_value(shared_data):
-    for prefix, value, kind in pii_prompts(shared_data / "safety/pii/presidio_synth_dataset_v2.json", limit=20):
-        assert prefix.strip() and value and kind.isupper()
+    path = shared_data / "safety/pii/presidio_synth_dataset_v2.json"
+    spans = {(r["full_text"][: s["start_position"]], s["entity_value"], s["entity_type"])
+             for r in json.loads(path.read_text()) for s in r["spans"]}
+    prompts = pii_prompts(path, limit=50)
+    assert len(prompts) == 50
+    for prefix, value, kind in prompts:  # the text up to the span's first character, then the span itself
+        assert (prefix, value, kind) in spans and prefix.strip()
 
 
 def test_bbq_bias_score():
@@ -90,3 +97,12 @@ def test_canaries_are_seeded_and_tuning_raises_their_exposure(tokenizer):
     after = exposure(tuned, tokenizer, canaries, candidates=30, show_progress=False)
     assert after["exposure_fit"] > before["exposure_fit"] + 1
     assert after["exposure_rank"] > after["exposure_max"] - 1  # the secrets now rank at or near the top
+
+
+def test_a_binary_trust_file_is_named(tmp_path):
+    from slmkit.errors import SlmError
+
+    path = tmp_path / "TruthfulQA.csv"
+    path.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(SlmError, match=rf"^{path}: not UTF-8 text"):
+        load_truthfulqa(path)

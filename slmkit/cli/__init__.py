@@ -42,10 +42,19 @@ from slmkit.cli import train as _train  # noqa: E402,F401
 
 
 def main() -> None:
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+
     debug = "--debug" in sys.argv[1:] or os.environ.get("SLMKIT_DEBUG") == "1"
     sys.argv = [a for a in sys.argv if a != "--debug"]
     try:
-        app()
+        sys.exit(app(standalone_mode=False, prog_name="slm") or 0)
+    except NoArgsIsHelpError as err:
+        err.show()
+        sys.exit(2)
+    except UsageError as err:  # a flag Typer itself refuses (unknown, missing value, wrong type): one line too
+        where = f" (see {err.ctx.command_path} --help)" if err.ctx is not None else ""
+        print(f"error: {err.format_message().replace('Value error, ', '')}{where}", file=sys.stderr)
+        sys.exit(2)
     except SlmError as err:
         if debug:
             raise

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from slmkit.checks import DTYPE_NAMES, check_model, check_tokens
 from slmkit.cli import app
+from slmkit.cli.flags import OVERWRITE
 from slmkit.errors import SlmError
+from slmkit.evaluate.trust import SUITES
+from slmkit.outputs import check_target
 
 
 @app.command("eval")
@@ -19,23 +23,23 @@ def eval_command(
     model: str = typer.Argument(..., help="Embedded name, HF folder, .gguf file or hub id."),
     ppl: Optional[str] = typer.Option(None, "--ppl", help="Perplexity data: a text file, pydoc, JSON/JSONL, or hf:NAME."),
     tasks: Optional[str] = typer.Option(None, "--tasks", help="Zero-shot tasks NAME=PATH[,NAME=PATH…] (JSONL files or hf:NAME)."),
-    trust: Optional[str] = typer.Option(None, "--trust", help="Trust evaluations: calibration,robustness,truthfulness,bias,privacy."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N examples of each task and trust set."),
+    trust: Optional[str] = typer.Option(None, "--trust", help=f"Trust evaluations, comma-separated: {','.join(SUITES)}."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use only the first N examples of each task and trust set."),
     trust_data: Optional[str] = typer.Option(None, "--trust-data", help="Folder of the trust data sets (default: ../shared/data)."),
     out: Optional[str] = typer.Option(None, "--out", help="Write results.json (and slmkit.json) to this folder for `slm report`."),
     profile: bool = typer.Option(False, "--profile", help="Also measure size and speed (fresh process) for the report."),
-    seqlen: int = typer.Option(2048, "--seqlen", help="Perplexity window length in tokens."),
-    max_windows: Optional[int] = typer.Option(None, "--max-windows", help="Score only the first K windows."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Windows per forward (default: fit 512 MiB of logits)."),
-    dtype: str = typer.Option("float32", "--dtype"),
+    seqlen: int = typer.Option(2048, "--seqlen", help="Perplexity window length in tokens (at most the model's context)."),
+    max_windows: Optional[int] = typer.Option(None, "--max-windows", min=1, help="Score only the first K windows."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Windows per forward (default: fit 512 MiB of logits)."),
+    dtype: Literal[DTYPE_NAMES] = typer.Option("float32", "--dtype"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Evaluate a model: perplexity (GPTQ/SparseGPT/Wanda protocol), zero-shot tasks and trust evaluations."""
     from slmkit.data.corpus import check_source
+    from slmkit.data.shared import shared_data_dir
     from slmkit.evaluate.suite import check_trust, evaluate_suite
     from slmkit.evaluate.tasks import parse_task_specs
-    from slmkit.models.loading import load
-    from slmkit.models.saving import check_output_dir
     from slmkit.models.source import resolve_model
     from slmkit.recipe import check_task_file
 
@@ -45,11 +49,17 @@ def eval_command(
     trust_names = check_trust([t.strip() for t in trust.split(",") if t.strip()]) if trust else []
     if ppl is None and not task_files and not trust_names:
         raise SlmError("nothing to evaluate: pass --ppl FILE|pydoc, --tasks NAME=PATH or --trust NAMES")
-    resolve_model(model)
     if ppl:
-        check_source(ppl)
+        check_source(ppl, "--ppl")
+        check_tokens("--seqlen", seqlen, model)
+    else:
+        resolve_model(model)
+    if trust_names and not shared_data_dir(trust_data).is_dir():
+        raise SlmError(f"--trust-data: folder not found: {shared_data_dir(trust_data)}")
     if out:
-        check_output_dir(out)
+        check_target(out, overwrite)
+    from slmkit.models.loading import load
+
     net, tokenizer = load(model, dtype)
     payload: dict = {"model": model}
     if ppl:
@@ -60,7 +70,7 @@ def eval_command(
     if task_files or trust_names:
         payload.update(evaluate_suite(net, tokenizer, task_files, trust_names, limit, trust_data, show_progress=not as_json))
     if out:
-        write_eval_output(out, model, net, payload, profile, dtype)
+        write_eval_output(out, model, net, payload, profile, dtype, overwrite)
     if as_json:
         typer.echo(json.dumps(payload))
         return
@@ -70,7 +80,7 @@ def eval_command(
     print_suite(payload)
 
 
-def write_eval_output(out: str, model: str, net, payload: dict, profile: bool, dtype: str) -> None:
+def write_eval_output(out: str, model: str, net, payload: dict, profile: bool, dtype: str, overwrite: bool) -> None:
     """DIR/results.json (the --json payload) and DIR/slmkit.json (what `slm report` reads)."""
     from slmkit.evaluate.profile import count_parameters, measure_in_subprocess, tensor_bytes
     from slmkit.models.saving import read_manifest, write_manifest
@@ -83,7 +93,7 @@ def write_eval_output(out: str, model: str, net, payload: dict, profile: bool, d
     metrics["size"] = {"parameters": params, "nonzero_parameters": nonzero, "bytes_in_memory": tensor_bytes(net)}
     if profile:
         metrics["profile"] = measure_in_subprocess(model, prompt_tokens=256, decode_tokens=32, repeats=3, dtype=dtype).to_dict()
-    with atomic_folder(out) as tmp:
+    with atomic_folder(out, overwrite) as tmp:
         (tmp / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
         parent = read_manifest(model).get("source") if Path(model).is_dir() else None  # a compressed model's dense parent
         write_manifest(tmp, {"kind": "eval", "source": model, "parent": parent, "metrics": metrics})
@@ -112,27 +122,27 @@ def profile_command(
         None, "--baseline", help="Also profile this model and report ratios (default: the source named in MODEL's slmkit.json)."
     ),
     no_baseline: bool = typer.Option(False, "--no-baseline", help="Profile MODEL alone."),
-    prompt_tokens: int = typer.Option(512, "--prompt-tokens"),
-    decode_tokens: int = typer.Option(128, "--decode-tokens"),
-    repeats: int = typer.Option(5, "--repeats"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="Default: physical cores."),
-    dtype: str = typer.Option("float32", "--dtype", help="Dtype of MODEL's float parts (activations, embeddings, norms)."),
-    baseline_dtype: Optional[str] = typer.Option(None, "--baseline-dtype", help="Dtype of the baseline (default: --dtype)."),
+    prompt_tokens: int = typer.Option(512, "--prompt-tokens", min=1),
+    decode_tokens: int = typer.Option(128, "--decode-tokens", min=1),
+    repeats: int = typer.Option(5, "--repeats", min=1),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Default: physical cores."),
+    dtype: Literal[DTYPE_NAMES] = typer.Option("float32", "--dtype", help="Dtype of MODEL's float parts (activations, embeddings, norms)."),
+    baseline_dtype: Optional[Literal[DTYPE_NAMES]] = typer.Option(None, "--baseline-dtype", help="Dtype of the baseline (default: --dtype)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Measure parameters, bytes, peak memory, prefill and decode tokens/s (each in a fresh process)."""
-    from slmkit.evaluate.profile import compare, measure_in_subprocess
+    from slmkit.evaluate.profile import MEASURED, compare, measure_in_subprocess
     from slmkit.models.saving import read_manifest
-    from slmkit.models.source import resolve_model
 
     kwargs = dict(prompt_tokens=prompt_tokens, decode_tokens=decode_tokens, repeats=repeats, threads=threads, dtype=dtype)
-    resolve_model(model)
     if no_baseline:
         baseline = None
     elif baseline is None and Path(model).is_dir():
         baseline = read_manifest(model).get("source")
-    if baseline:
-        resolve_model(baseline)
+    for option, spec in (("MODEL", model), ("--baseline", baseline)):
+        if spec:
+            check_model(option, spec)
+            check_tokens("--prompt-tokens + --decode-tokens", prompt_tokens + decode_tokens, spec)
     profiles = {"model": measure_in_subprocess(model, **kwargs)}
     if baseline:
         profiles["baseline"] = measure_in_subprocess(baseline, **{**kwargs, "dtype": baseline_dtype or dtype})
@@ -148,8 +158,7 @@ def profile_command(
         table.add_column(name, justify="right")
     if baseline:
         table.add_column("model/baseline", justify="right")
-    for field in ("parameters", "nonzero_parameters", "bytes_on_disk", "bytes_in_memory", "peak_rss_bytes",
-                  "prefill_tokens_per_s", "decode_tokens_per_s"):
+    for field in (q.name for q in MEASURED):
         cells = [f"{getattr(p, field):,.0f}" if isinstance(getattr(p, field), int) else f"{getattr(p, field):,.2f}"
                  for p in profiles.values()]
         if baseline:

@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from slmkit.cli import app
+from slmkit.outputs import check_writable
 
 
 @app.command("report")
@@ -17,5 +18,7 @@ def report_command(
     """Render report.md and report.html (plots embedded) comparing the given evaluated models."""
     from slmkit.evaluate.report import write_report
 
+    if out:
+        check_writable(out, "--out", itself=True)
     md, html = write_report(dirs, out)
     typer.echo(f"wrote {md} and {html}")

@@ -6,17 +6,15 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from slmkit.cli import app
+from slmkit.cli.flags import OVERWRITE, options_help, parse_extra_options, parse_options
 from slmkit.errors import SlmError
 from slmkit.evaluate.report import comparison_rows
-from slmkit.recipe import describe, load_recipe, parse_recipe
+from slmkit.recipe import CalibrationConfig, load_recipe, parse_recipe
 from slmkit.steps import all_steps, get_step, offload_steps
-
-OVERWRITE_HELP = "Replace --out even if it holds files slmkit did not write."
 
 
 def print_summary(manifest: dict, out: Path) -> None:
@@ -38,7 +36,7 @@ def print_summary(manifest: dict, out: Path) -> None:
 def run_command(
     recipe: Path = typer.Argument(..., help="YAML recipe: model, steps, save, eval."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (written atomically)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Run a recipe: load → steps → save → evaluate; writes OUT/report.md."""
     from slmkit.runner import run
@@ -50,33 +48,8 @@ def run_command(
 def methods_help() -> str:
     lines = ["Methods and their options (pass as --option value; flags without a value mean true):"]
     for name, step in all_steps().items():
-        opts = " ".join(f"--{f.replace('_', '-')}" for f in step.options.model_fields)
-        lines.append(f"  {name}: {step.summary}. {opts}")
+        lines.append(f"  {name}: {step.summary}. {options_help(step.options)}")
     return "\n\n".join(lines)
-
-
-def parse_extra_options(args: list[str]) -> dict[str, str | bool]:
-    """['--sparsity', '0.5', '--owl', '--no-act-order'] -> {'sparsity': '0.5', 'owl': True, 'act_order': False};
-    pydantic coerces the strings."""
-    options: dict[str, str | bool] = {}
-    i = 0
-    while i < len(args):
-        token = args[i]
-        if not token.startswith("--"):
-            raise SlmError(f"unexpected argument '{token}'")
-        key, eq, value = token[2:].partition("=")
-        key = key.replace("-", "_")
-        if eq:
-            options[key] = value
-        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
-            options[key] = args[i + 1]
-            i += 1
-        elif key.startswith("no_"):
-            options[key[3:]] = False
-        else:
-            options[key] = True
-        i += 1
-    return options
 
 
 @app.command(
@@ -90,18 +63,20 @@ def compress_command(
     method: str = typer.Option(..., "--method", "-m", help="A step name: see the list below."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (written atomically)."),
     calib: str = typer.Option("pydoc", "--calib", help="Calibration data: pydoc, a text/JSON/JSONL file, or hf:NAME."),
-    nsamples: int = typer.Option(32, "--nsamples", help="Calibration windows."),
-    seqlen: int = typer.Option(512, "--seqlen", help="Tokens per calibration window."),
+    nsamples: Optional[int] = typer.Option(None, "--nsamples", min=1, help="Calibration windows.",
+                                           show_default=str(CalibrationConfig.model_fields["nsamples"].default)),
+    seqlen: Optional[int] = typer.Option(None, "--seqlen", min=1, help="Tokens per calibration window.",
+                                         show_default=str(CalibrationConfig.model_fields["seqlen"].default)),
     format: Optional[str] = typer.Option(None, "--format", help="Output format (default: the method's, else hf)."),
     dtype: str = typer.Option("float32", "--dtype", help="float32 or bfloat16."),
     seed: int = typer.Option(0, "--seed"),
     ppl: Optional[str] = typer.Option(None, "--ppl", help="Also measure perplexity (dense vs compressed) on this data."),
-    ppl_max_windows: int = typer.Option(8, "--ppl-max-windows"),
+    ppl_max_windows: int = typer.Option(8, "--ppl-max-windows", min=1),
     profile: bool = typer.Option(False, "--profile", help="Also profile size and speed against the dense model."),
     offload: bool = typer.Option(False, "--offload", help="Layer offload: keep the decoder layers on disk and process one "
                                  "at a time, so the whole model is never in memory. Methods listing --offload below; a "
                                  "safetensors model folder or the embedded model; format hf; no --ppl or --profile."),
-    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Compress a model with one method; method options follow as --name value."""
     from slmkit.runner import run
@@ -115,18 +90,13 @@ def compress_command(
         if ppl or profile:
             raise SlmError("--offload: --ppl and --profile load the whole model; evaluate the output afterwards with `slm eval`")
         options["offload"] = True
-    try:
-        step.options.model_validate(options)
-    except ValidationError as err:
-        problem = describe(err, step.options)
-        key, _, rest = problem.partition(":")
-        raise SlmError(f"--{key.replace('_', '-')}:{rest.replace('unknown key', f'unknown option for {method}')}") from None
-    recipe = parse_recipe(
+    parse_options(step.options, options, unknown=f" for {method}")
+    recipe = compress_recipe(
         {
             "model": model,
             "dtype": dtype,
             "seed": seed,
-            "calibration": {"data": calib, "nsamples": nsamples, "seqlen": seqlen},
+            "calibration": {"data": calib, **({"nsamples": nsamples} if nsamples else {}), **({"seqlen": seqlen} if seqlen else {})},
             "steps": [{method: options}],
             "save": {"format": format},
             "eval": {
@@ -135,10 +105,24 @@ def compress_command(
                 "baseline": True,
             },
         },
-        origin="slm compress",
     )
     manifest = run(recipe, out, overwrite=overwrite)
     print_summary(manifest, out)
+
+
+RECIPE_FLAGS = {"model": "MODEL", "dtype": "--dtype", "seed": "--seed", "calibration.data": "--calib",
+                "calibration.nsamples": "--nsamples", "calibration.seqlen": "--seqlen", "save.format": "--format",
+                "eval.perplexity.data": "--ppl", "eval.perplexity.max_windows": "--ppl-max-windows"}
+
+
+def compress_recipe(data: dict):
+    """The one-step recipe of `slm compress`; an error names the flag behind the recipe key."""
+    try:
+        return parse_recipe(data, origin="slm compress")
+    except SlmError as err:
+        message = str(err).removeprefix("slm compress: ")
+        key, sep, problem = message.partition(": ")
+        raise SlmError(f"{RECIPE_FLAGS[key]}: {problem}" if sep and key in RECIPE_FLAGS else message) from None
 
 
 def _attach_methods_help() -> None:

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 from slmkit.errors import SlmError
+from slmkit.outputs import atomic_file
 
 METRICS = ("mean", "min")
 
@@ -67,7 +68,8 @@ def pick_threshold(curve: list[CurvePoint], target_accuracy: float | None = None
     return max(ok, key=lambda p: (p.accuracy, -p.upstream_fraction))  # threshold -inf side always fits: 0 calls
 
 
-def plot_curve(curve: list[CurvePoint], path, chosen: CurvePoint | None = None, title: str = "cascade") -> None:
+def plot_curve(curve: list[CurvePoint], path, chosen: CurvePoint | None = None, title: str = "cascade",
+               overwrite: bool = False) -> None:
     """Save the cost-accuracy curve as a PNG."""
     import matplotlib
 
@@ -85,7 +87,8 @@ def plot_curve(curve: list[CurvePoint], path, chosen: CurvePoint | None = None, 
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_file(path, overwrite) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
 
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from slmkit.errors import SlmError
+from slmkit.outputs import atomic_file
 
 
 @torch.inference_mode()
@@ -41,8 +42,9 @@ class Router(nn.Module):
     def route(self, embedding: torch.Tensor) -> str:
         return "upstream" if self.upstream_probability(embedding) >= self.threshold else "local"
 
-    def save(self, path: str | Path) -> None:
-        torch.save({"hidden": self.mean.numel(), "threshold": self.threshold, "state": self.state_dict()}, path)
+    def save(self, path: str | Path, overwrite: bool = False) -> None:
+        with atomic_file(path, overwrite) as tmp:
+            torch.save({"hidden": self.mean.numel(), "threshold": self.threshold, "state": self.state_dict()}, tmp)
 
     @classmethod
     def load(cls, path: str | Path) -> "Router":

@@ -33,10 +33,6 @@ class SpeculativeStats:
     def acceptance_rate(self) -> float:
         return self.accepted / self.proposed if self.proposed else 0.0
 
-    @property
-    def tokens_per_target_forward(self) -> float:
-        return self.tokens / self.target_forwards if self.target_forwards else 0.0
-
 
 def accept_or_resample(p: torch.Tensor, q: torch.Tensor, token: int, generator: torch.Generator | None) -> int | None:
     """One step of the acceptance rule: None if the draft token is accepted, else the token drawn from the residual."""
@@ -75,7 +71,7 @@ def speculative_stream(target, draft, input_ids: torch.Tensor, params: SamplingP
     target_cache, draft_cache = DynamicCache(config=target.config), DynamicCache(config=draft.config)
     # Invariant at the top of each round: the target cache holds every token but the last.
     if len(seq) > 1:
-        target(torch.tensor([seq[:-1]], device=device), past_key_values=target_cache, use_cache=True, logits_to_keep=1)
+        target(torch.tensor([seq[:-1]], device=device), cache=target_cache, use_cache=True, logits_to_keep=1)
     emitted = 0
     while emitted < params.max_new_tokens:
         k_now = max(1, min(k, params.max_new_tokens - emitted))
@@ -83,7 +79,7 @@ def speculative_stream(target, draft, input_ids: torch.Tensor, params: SamplingP
         pending = seq[draft_cache.get_seq_length():]
         drafted, draft_probs = [], []
         for _ in range(k_now):
-            logits = draft(torch.tensor([pending], device=device), past_key_values=draft_cache, use_cache=True,
+            logits = draft(torch.tensor([pending], device=device), cache=draft_cache, use_cache=True,
                            logits_to_keep=1).logits[0, -1]
             stats.draft_forwards += 1
             if greedy:
@@ -95,7 +91,7 @@ def speculative_stream(target, draft, input_ids: torch.Tensor, params: SamplingP
             drafted.append(token)
             pending = [token]
         # Verify all k in one target forward over [last, d1..dk]: k + 1 next-token distributions.
-        logits = target(torch.tensor([[seq[-1]] + drafted], device=device), past_key_values=target_cache,
+        logits = target(torch.tensor([[seq[-1]] + drafted], device=device), cache=target_cache,
                         use_cache=True).logits[0]
         stats.target_forwards += 1
         stats.proposed += len(drafted)

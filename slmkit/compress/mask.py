@@ -22,26 +22,22 @@ def lowest_k_mask(scores: torch.Tensor, sparsity: float, scope: str = "row") -> 
     return flat.view_as(scores)
 
 
-def sparsity_of(weight: torch.Tensor) -> float:
-    return 1.0 - weight.count_nonzero().item() / weight.numel()
-
-
-def nm_mask(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
-    """Boolean mask (True = prune) keeping the N highest scores in every M consecutive inputs of each row."""
+def nm_mask(scores: torch.Tensor, kept: int, m: int) -> torch.Tensor:
+    """Boolean mask (True = prune) keeping the `kept` highest scores in every M consecutive inputs of each row."""
     rows, columns = scores.shape
     if columns % m:
         from slmkit.errors import SlmError
 
-        raise SlmError(f"pattern {n}:{m} needs in_features divisible by {m}; a layer has {columns}")
+        raise SlmError(f"pattern {kept}:{m} needs in_features divisible by {m}; a layer has {columns}")
     groups = scores.reshape(rows, columns // m, m)
     mask = torch.zeros_like(groups, dtype=torch.bool)
-    mask.scatter_(2, groups.topk(m - n, dim=2, largest=False).indices, True)
+    mask.scatter_(2, groups.topk(m - kept, dim=2, largest=False).indices, True)
     return mask.view(rows, columns)
 
 
-def prune_mask(scores: torch.Tensor, sparsity: float, n_of_m: tuple[int, int] | None, scope: str = "row") -> torch.Tensor:
-    """The N:M mask when a pattern is given, else the exact lowest-k mask."""
-    return nm_mask(scores, *n_of_m) if n_of_m else lowest_k_mask(scores, sparsity, scope)
+def prune_mask(scores: torch.Tensor, sparsity: float, kept_of_m: tuple[int, int] | None, scope: str = "row") -> torch.Tensor:
+    """The N:M mask when a pattern (kept N of M) is given, else the exact lowest-k mask."""
+    return nm_mask(scores, *kept_of_m) if kept_of_m else lowest_k_mask(scores, sparsity, scope)
 
 
 def satisfies_nm(weight: torch.Tensor, n: int, m: int) -> bool:

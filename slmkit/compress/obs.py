@@ -73,13 +73,13 @@ def obs_sweep(
     weight: torch.Tensor,
     hessian: torch.Tensor,
     sparsity: float = 0.0,
-    n_of_m: tuple[int, int] | None = None,
+    pruned_of_m: tuple[int, int] | None = None,
     quantizer: ColumnQuantizer | None = None,
     blocksize: int = 128,
     damp: float = 0.01,
     segments: list[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prune (unstructured `sparsity`, or N of every M consecutive inputs) and/or quantize W.
+    """Prune (unstructured `sparsity`, or `pruned_of_m` = (P, M): P of every M consecutive inputs) and/or quantize W.
 
     Returns (new weight [out, in] float32, mask of pruned weights). The unstructured mask is
     chosen per block by the OBS saliency w² / [H⁻¹]²_jj, exactly int(sparsity · size) per block.
@@ -101,16 +101,16 @@ def obs_sweep(
         Err1 = torch.zeros_like(W1)
         mask1 = torch.zeros_like(W1, dtype=torch.bool)
         diag = torch.diag(Hinv1)
-        if n_of_m is None and sparsity > 0:
+        if pruned_of_m is None and sparsity > 0:
             saliency = W1.pow(2) / diag.pow(2).unsqueeze(0)
             mask1 = torch.cat([lowest_k_mask(part, sparsity, scope="layer") for part in saliency.split(segments or [rows])])
         with one_thread():
             for i in range(i2 - i1):
                 col = i1 + i
-                if n_of_m is not None and i % n_of_m[1] == 0:
-                    n, m = n_of_m
+                if pruned_of_m is not None and i % pruned_of_m[1] == 0:
+                    drop, m = pruned_of_m
                     saliency = W1[:, i : i + m].pow(2) / diag[i : i + m].pow(2).unsqueeze(0)
-                    mask1[:, i : i + m].scatter_(1, saliency.topk(n, dim=1, largest=False).indices, True)
+                    mask1[:, i : i + m].scatter_(1, saliency.topk(drop, dim=1, largest=False).indices, True)
                 if quantizer is not None and quantizer.group_size and col % quantizer.group_size == 0 and col:
                     quantizer.prepare(col, torch.cat([W1[:, i:], W[:, i2:]], dim=1))
                 w = W1[:, i]

@@ -6,10 +6,10 @@ dataset (online only). `check_source` validates one without reading it (torch-fr
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
+from slmkit.data.records import check_text_file, read_records, read_text
 from slmkit.errors import SlmError
 
 BUILTIN = ("pydoc",)
@@ -17,12 +17,18 @@ HUB_PREFIX = "hf:"
 WIKITEXT_RAW = re.compile(r"^wiki\.(test|valid|train)\.raw$")
 
 
-def check_source(source: str) -> None:
-    """Fail with one line if a source can't be read: unknown builtin or missing file."""
+def check_source(source: str, option: str | None = None) -> None:
+    """Fail with one line (naming `option` if given) if a source can't be read: a missing, binary or
+    malformed file, judged from its head only (milliseconds)."""
     if source in BUILTIN or source.startswith(HUB_PREFIX):
         return
+    prefix = f"{option}: " if option else ""
     if not Path(source).expanduser().is_file():
-        raise SlmError(f"data file not found: {source} (or use 'pydoc', or hf:NAME for a hub dataset)")
+        raise SlmError(f"{prefix}data file not found: {source} (or use 'pydoc', or hf:NAME for a hub dataset)")
+    try:
+        check_text_file(source)
+    except SlmError as err:
+        raise SlmError(f"{prefix}{err}") from None
 
 
 def load_documents(source: str, text_field: str = "text") -> list[str]:
@@ -34,25 +40,11 @@ def load_documents(source: str, text_field: str = "text") -> list[str]:
         return hub_documents(source[len(HUB_PREFIX):], text_field)
     path = Path(source).expanduser()
     if path.suffix in (".jsonl", ".json"):
-        return [record_text(r, text_field, path) for r in read_json_records(path)]
-    text = path.read_text(encoding="utf-8")
+        return [record_text(r, text_field, path) for r in read_records(path)]
+    text = read_text(path)
     if WIKITEXT_RAW.match(path.name):
         return wikitext_rows(text)
     return [text]
-
-
-def read_json_records(path: Path) -> list:
-    """The records of a JSON array file or a JSONL file (one object per line); one-line errors."""
-    if not path.is_file():
-        raise SlmError(f"data file not found: {path}")
-    raw = path.read_text(encoding="utf-8")
-    try:
-        records = json.loads(raw) if path.suffix == ".json" else [json.loads(x) for x in raw.splitlines() if x.strip()]
-    except json.JSONDecodeError as err:
-        raise SlmError(f"{path}: invalid JSON ({err.msg} at line {err.lineno})") from None
-    if not isinstance(records, list):
-        raise SlmError(f"{path}: expected a JSON array of records")
-    return records
 
 
 def corpus_text(source: str, text_field: str = "text") -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import unicodedata
 from collections import Counter
@@ -18,36 +17,54 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from slmkit.data.corpus import read_json_records
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
+
+from slmkit.data.records import read_records, read_text
 from slmkit.errors import SlmError
+from slmkit.outputs import atomic_file
 
 BULLETS = ("•", "*", "-", "‣", "◦", "●")
 TOP_NGRAM_MAX = {2: 0.20, 3: 0.18, 4: 0.16}  # max char share of the most frequent n-gram
 DUP_NGRAM_MAX = {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}  # max char share in repeated n-grams
 
 
-@dataclass
-class FilterConfig:
-    exact_dedup: bool = True
-    near_dedup: bool = True
-    near_dup_threshold: float = 0.8  # estimated Jaccard similarity of word 5-gram shingles
-    num_perm: int = 128
-    shingle: int = 5
-    heuristics: bool = True
-    min_words: int = 50
-    max_words: int = 100_000
-    min_mean_word_length: float = 3.0
-    max_mean_word_length: float = 10.0
-    max_symbol_ratio: float = 0.1  # '#' and ellipses per word
-    min_alpha_words: float = 0.8  # share of words with a letter
-    max_bullet_lines: float = 0.9
-    max_ellipsis_lines: float = 0.3
-    max_duplicate_lines: float = 0.3
-    max_duplicate_line_chars: float = 0.2
-    ppl_model: Optional[str] = None
-    max_perplexity: Optional[float] = None
-    ppl_tokens: int = 512
-    seed: int = 1
+class FilterOptions(BaseModel):
+    """What `slm data filter` removes; defaults are the Gopher paper's thresholds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    text_field: str = Field("text", description="field of a JSON/JSONL record holding its text")
+    dedup: bool = Field(True, description="exact dedup of normalized text")
+    near_dedup: bool = Field(True, description="MinHash LSH near-duplicate removal")
+    near_threshold: float = Field(0.8, gt=0, le=1, description="estimated Jaccard similarity of word shingles "
+                                  "counted as a near duplicate")
+    num_perm: PositiveInt = Field(128, description="MinHash permutations")
+    shingle: PositiveInt = Field(5, description="words per shingle")
+    heuristics: bool = Field(True, description="Gopher quality rules")
+    min_words: NonNegativeInt = Field(50, description="fewest words a document may have")
+    max_words: PositiveInt = Field(100_000, description="most words a document may have")
+    min_mean_word_length: float = Field(3.0, ge=0, description="shortest mean word length")
+    max_mean_word_length: float = Field(10.0, gt=0, description="longest mean word length")
+    max_symbol_ratio: float = Field(0.1, ge=0, description="most '#' and ellipses per word")
+    min_alpha_words: float = Field(0.8, ge=0, le=1, description="least share of words with a letter")
+    max_bullet_lines: float = Field(0.9, ge=0, le=1, description="most share of lines starting with a bullet")
+    max_ellipsis_lines: float = Field(0.3, ge=0, le=1, description="most share of lines ending with an ellipsis")
+    max_duplicate_lines: float = Field(0.3, ge=0, le=1, description="most share of repeated lines")
+    max_duplicate_line_chars: float = Field(0.2, ge=0, le=1, description="most share of characters in repeated lines")
+    ppl_model: Optional[str] = Field(None, description="reference model for the perplexity filter")
+    max_perplexity: Optional[float] = Field(None, gt=0, description="drop documents above this perplexity (with ppl_model)")
+    ppl_tokens: PositiveInt = Field(512, description="tokens of each document the perplexity filter scores")
+    seed: int = Field(1, description="MinHash seed")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.min_words > self.max_words:
+            raise ValueError(f"min_words {self.min_words} is above max_words {self.max_words}")
+        if self.min_mean_word_length > self.max_mean_word_length:
+            raise ValueError("min_mean_word_length is above max_mean_word_length")
+        if (self.ppl_model is None) != (self.max_perplexity is None):
+            raise ValueError("the perplexity filter needs both ppl_model and max_perplexity")
+        return self
 
 
 @dataclass
@@ -76,7 +93,7 @@ def text_hash(text: str) -> str:
     return hashlib.sha1(normalize(text).encode()).hexdigest()
 
 
-def gopher_rule(text: str, cfg: FilterConfig) -> str | None:
+def gopher_rule(text: str, cfg: FilterOptions) -> str | None:
     """The first Gopher quality rule `text` fails, or None."""
     words = text.split()
     n = len(words)
@@ -163,7 +180,7 @@ def document_perplexities(texts: list[str], model_spec: str, max_tokens: int, sh
     return out
 
 
-def filter_documents(texts: list[str], cfg: FilterConfig, perplexities: Callable | None = None,
+def filter_documents(texts: list[str], cfg: FilterOptions, perplexities: Callable | None = None,
                      show_progress: bool = True) -> tuple[list[bool], FilterReport]:
     """Which documents to keep, and the per-rule report."""
     report = FilterReport(total=len(texts))
@@ -178,7 +195,7 @@ def filter_documents(texts: list[str], cfg: FilterConfig, perplexities: Callable
             rule = gopher_rule(text, cfg)
             if rule:
                 drop(i, rule)
-    if cfg.exact_dedup:
+    if cfg.dedup:
         seen = set()
         for i, text in enumerate(texts):
             if keep[i]:
@@ -188,7 +205,7 @@ def filter_documents(texts: list[str], cfg: FilterConfig, perplexities: Callable
                 seen.add(h)
     if cfg.near_dedup:
         alive = [i for i in range(len(texts)) if keep[i]]
-        flags = near_duplicates([texts[i] for i in alive], cfg.near_dup_threshold, cfg.num_perm, cfg.shingle, cfg.seed)
+        flags = near_duplicates([texts[i] for i in alive], cfg.near_threshold, cfg.num_perm, cfg.shingle, cfg.seed)
         for i, flag in zip(alive, flags):
             if flag:
                 drop(i, "near_duplicate")
@@ -202,10 +219,10 @@ def filter_documents(texts: list[str], cfg: FilterConfig, perplexities: Callable
     return keep, report
 
 
-def read_records(path: Path, text_field: str = "text") -> tuple[list, list[str]]:
+def records_and_texts(path: Path, text_field: str = "text") -> tuple[list, list[str]]:
     """(records, texts): JSONL/JSON records with a text field, or a text file of blank-line-separated documents."""
     if path.suffix in (".jsonl", ".json"):
-        records = read_json_records(path)
+        records = read_records(path)
         texts = []
         for r in records:
             text = r if isinstance(r, str) else (r.get(text_field) if isinstance(r, dict) else None)
@@ -213,33 +230,31 @@ def read_records(path: Path, text_field: str = "text") -> tuple[list, list[str]]
                 raise SlmError(f"{path}: a record has no text field '{text_field}' (use --text-field)")
             texts.append(text)
         return records, texts
-    if not path.is_file():
-        raise SlmError(f"data file not found: {path}")
-    raw = path.read_text(encoding="utf-8")
+    raw = read_text(path)
     docs = [d.strip("\n") for d in re.split(r"\n\s*\n", raw) if d.strip()]
     return docs, docs
 
 
-def write_records(path: Path, records: list) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if path.suffix == ".jsonl":
-        tmp.write_text("".join(json.dumps(r if not isinstance(r, str) else {"text": r}, ensure_ascii=False) + "\n" for r in records))
-    elif path.suffix == ".json":
-        tmp.write_text(json.dumps(records, ensure_ascii=False, indent=1))
-    else:
-        tmp.write_text("\n\n".join(r if isinstance(r, str) else r.get("text", "") for r in records) + "\n")
-    os.replace(tmp, path)
+def records_text(suffix: str, records: list) -> str:
+    """Records in the layout their file's suffix names: JSONL, a JSON array, or blank-line separated text."""
+    if suffix == ".jsonl":
+        return "".join(json.dumps(r if not isinstance(r, str) else {"text": r}, ensure_ascii=False) + "\n" for r in records)
+    if suffix == ".json":
+        return json.dumps(records, ensure_ascii=False, indent=1)
+    return "\n\n".join(r if isinstance(r, str) else r.get("text", "") for r in records) + "\n"
 
 
-def filter_file(source: str | Path, out: str | Path, cfg: FilterConfig, text_field: str = "text",
-                show_progress: bool = True) -> FilterReport:
-    """Filter a data file into `out` (same record format) and write `out`.report.json beside it."""
+def filter_file(source: str | Path, out: str | Path, cfg: FilterOptions, show_progress: bool = True,
+                overwrite: bool = False) -> FilterReport:
+    """Filter a data file into `out` (same record format) and write `out`.report.json beside it, each atomically."""
     source, out = Path(source), Path(out)
     if out.resolve() == source.resolve():
         raise SlmError("--out must differ from the input file")
-    records, texts = read_records(source, text_field)
+    records, texts = records_and_texts(source, cfg.text_field)
     keep, report = filter_documents(texts, cfg, show_progress=show_progress)
-    write_records(out, [r for r, k in zip(records, keep) if k])
-    Path(f"{out}.report.json").write_text(json.dumps({"input": str(source), "config": asdict(cfg), **report.to_dict()}, indent=1))
+    summary = {"input": str(source), "config": cfg.model_dump(), **report.to_dict()}
+    with atomic_file(out, overwrite) as tmp:
+        tmp.write_text(records_text(out.suffix, [r for r, k in zip(records, keep) if k]))
+    with atomic_file(f"{out}.report.json", overwrite) as tmp:
+        tmp.write_text(json.dumps(summary, indent=1))
     return report

@@ -18,7 +18,7 @@ class DistillOptions(TrainOptions):
     mode: Literal["offpolicy", "onpolicy", "sequence"] = Field("offpolicy", description="where training sequences come from")
     loss: Literal["fkl", "rkl", "jsd", "tv"] = Field("fkl", description="forward KL, reverse KL, generalized JSD(beta), total variation")
     beta: float = Field(0.5, ge=0, le=1, description="JSD interpolation: 0 = forward KL, 1 = reverse KL")
-    temperature: float = Field(1.0, gt=0)
+    temperature: float = Field(1.0, gt=0, description="softmax temperature of both distributions in the KD loss")
     top_k: Optional[PositiveInt] = Field(None, description="match only the teacher's top-k tokens")
     kd_weight: float = Field(1.0, ge=0, description="weight of the logit KD loss")
     ce_weight: float = Field(0.0, ge=0, description="weight of next-token cross-entropy on the data")
@@ -29,7 +29,7 @@ class DistillOptions(TrainOptions):
     new_tokens: PositiveInt = Field(64, description="onpolicy: tokens the student samples; sequence: max answer tokens")
     teacher_cache: Optional[str] = Field(None, description="precomputed top-k teacher logits (.safetensors) used instead of the teacher")
     endpoint_model: str = Field("default", description="model name sent to an OpenAI-compatible teacher endpoint")
-    lr: float = Field(5e-5, gt=0)
+    lr: float = Field(5e-5, gt=0, description="peak learning rate (AdamW)")
 
     @field_validator("data")
     @classmethod
@@ -38,6 +38,15 @@ class DistillOptions(TrainOptions):
         from slmkit.recipe import as_value_error
 
         return as_value_error(check_source, value)
+
+    @field_validator("teacher_cache")
+    @classmethod
+    def _cache_exists(cls, value: Optional[str]) -> Optional[str]:
+        from pathlib import Path
+
+        if value is not None and not Path(value).expanduser().is_file():
+            raise ValueError(f"teacher cache not found: {value}")
+        return value
 
     @model_validator(mode="after")
     def _teacher_given(self):

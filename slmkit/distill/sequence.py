@@ -19,7 +19,7 @@ def prompts_of(source: str) -> list[str]:
     """Prompts from an instruction file (the user turns) or one prompt per document of a text source."""
     path = Path(source)
     if path.suffix in (".json", ".jsonl") and path.is_file():
-        from slmkit.tune.sft import load_conversations
+        from slmkit.data.conversations import load_conversations
 
         try:
             return [next(m["content"] for m in c if m["role"] == "user") for c in load_conversations(path)]

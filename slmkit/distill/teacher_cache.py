@@ -10,11 +10,12 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from slmkit.errors import SlmError
+from slmkit.outputs import atomic_file
 from slmkit.progress import progress_bar
 
 
 @torch.no_grad()
-def cache_teacher_logits(teacher, tokenizer, windows: torch.Tensor, top_k: int, path: str | Path,
+def cache_teacher_logits(teacher, tokenizer, windows: torch.Tensor, top_k: int, path: str | Path, overwrite: bool = False,
                          batch_size: int = 1, show_progress: bool = True) -> Path:
     """Run the teacher over [N, L] `windows` and write input_ids, top-k values (fp16) and indices."""
     from slmkit.distill.objective import vocabulary_fingerprint
@@ -28,13 +29,11 @@ def cache_teacher_logits(teacher, tokenizer, windows: torch.Tensor, top_k: int, 
             values.append(top.values.half().cpu())
             indices.append(top.indices.int().cpu())
             advance(len(logits))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"top_k": str(top_k), "vocab": vocabulary_fingerprint(tokenizer), "vocab_size": str(teacher.config.vocab_size)}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({"input_ids": windows.contiguous(), "values": torch.cat(values), "indices": torch.cat(indices)}, tmp, metadata=meta)
-    tmp.replace(path)
-    return path
+    with atomic_file(path, overwrite) as tmp:
+        save_file({"input_ids": windows.contiguous(), "values": torch.cat(values), "indices": torch.cat(indices)}, tmp,
+                  metadata=meta)
+    return Path(path)
 
 
 def load_teacher_cache(path: str | Path) -> tuple[list[dict], dict]:

@@ -13,7 +13,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from slmkit.errors import SlmError
@@ -21,16 +21,21 @@ from slmkit.errors import SlmError
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt")
 
 
+def measured(label: str, fmt: str, higher_is_better: bool = False, megabytes: bool = False):
+    """A measured quantity of a Profile, with how reports label it, format it, and which way is better."""
+    return field(metadata={"label": label, "format": fmt, "higher_is_better": higher_is_better, "megabytes": megabytes})
+
+
 @dataclass
 class Profile:
     model: str
-    parameters: int
-    nonzero_parameters: int
-    bytes_on_disk: int
-    bytes_in_memory: int
-    peak_rss_bytes: int
-    prefill_tokens_per_s: float
-    decode_tokens_per_s: float
+    parameters: int = measured("parameters", "{:,.0f}")
+    nonzero_parameters: int = measured("non-zero parameters", "{:,.0f}")
+    bytes_on_disk: int = measured("weights on disk (MB)", "{:.1f}", megabytes=True)
+    bytes_in_memory: int = measured("tensors in memory (MB)", "{:.1f}", megabytes=True)
+    peak_rss_bytes: int = measured("peak RSS (MB)", "{:.0f}", megabytes=True)
+    prefill_tokens_per_s: float = measured("prefill tokens/s", "{:.1f}", higher_is_better=True)
+    decode_tokens_per_s: float = measured("decode tokens/s", "{:.2f}", higher_is_better=True)
     prompt_tokens: int
     decode_tokens: int
     threads: int
@@ -38,6 +43,9 @@ class Profile:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+MEASURED = tuple(f for f in fields(Profile) if "label" in f.metadata)  # the quantities compared between models
 
 
 def default_threads() -> int:
@@ -158,16 +166,12 @@ def measure_in_subprocess(spec: str, **kwargs) -> Profile:
     return Profile(**json.loads(result.stdout.strip().splitlines()[-1]))
 
 
-RATIO_FIELDS = ("parameters", "nonzero_parameters", "bytes_on_disk", "bytes_in_memory", "peak_rss_bytes",
-                "prefill_tokens_per_s", "decode_tokens_per_s")
-
-
 def compare(reference: Profile, other: Profile) -> dict[str, float]:
     """other / reference for each measured quantity (speed ratios > 1 are faster)."""
     out = {}
-    for name in RATIO_FIELDS:
-        ref = getattr(reference, name)
-        out[name] = getattr(other, name) / ref if ref else float("nan")
+    for quantity in MEASURED:
+        ref = getattr(reference, quantity.name)
+        out[quantity.name] = getattr(other, quantity.name) / ref if ref else float("nan")
     return out
 
 

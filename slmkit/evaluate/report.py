@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-ROWS = [
-    # (label, path in metrics, formatter, higher is better)
+from slmkit.evaluate.profile import MEASURED
+
+ROWS = [  # (label, path in metrics, formatter, higher is better)
     ("perplexity", ("perplexity", "perplexity"), "{:.3f}", False),
-    ("parameters", ("profile", "parameters"), "{:,.0f}", False),
-    ("non-zero parameters", ("profile", "nonzero_parameters"), "{:,.0f}", False),
-    ("weights on disk (MB)", ("profile", "bytes_on_disk"), "{:.1f}", False),
-    ("tensors in memory (MB)", ("profile", "bytes_in_memory"), "{:.1f}", False),
-    ("peak RSS (MB)", ("profile", "peak_rss_bytes"), "{:.0f}", False),
-    ("prefill tokens/s", ("profile", "prefill_tokens_per_s"), "{:.1f}", True),
-    ("decode tokens/s", ("profile", "decode_tokens_per_s"), "{:.2f}", True),
+    *[(q.metadata["label"], ("profile", q.name), q.metadata["format"], q.metadata["higher_is_better"]) for q in MEASURED],
 ]
-MB_FIELDS = {"bytes_on_disk", "bytes_in_memory", "peak_rss_bytes"}
+MB_FIELDS = {q.name for q in MEASURED if q.metadata["megabytes"]}
 
 
 def lookup(metrics: dict, path: tuple[str, str]) -> float | None:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
+from slmkit.data.shared import shared_data_dir
 from slmkit.errors import SlmError
+from slmkit.evaluate.trust import SUITES
 
-TRUST_SUITES = ("calibration", "robustness", "truthfulness", "bias", "privacy")
-TRUST_FILES = {  # under the data folder (see data_root)
+TRUST_FILES = {  # under the shared data folder (slmkit.data.shared)
     "truthfulqa": "safety/truthfulqa/TruthfulQA.csv",
     "crows_pairs": "safety/bias/crows_pairs_anonymized.csv",
     "bbq": "safety/bias/bbq",
@@ -17,19 +17,10 @@ TRUST_FILES = {  # under the data folder (see data_root)
 }
 
 
-def data_root(override: str | Path | None = None) -> Path:
-    """Folder holding the trust data sets: the argument, $SLMKIT_SHARED_DATA, or ../shared/data beside the repository."""
-    if override:
-        return Path(override)
-    if os.environ.get("SLMKIT_SHARED_DATA"):
-        return Path(os.environ["SLMKIT_SHARED_DATA"])
-    return Path(__file__).resolve().parents[3] / "shared" / "data"
-
-
 def check_trust(names: list[str]) -> list[str]:
     for name in names:
-        if name not in TRUST_SUITES:
-            raise SlmError(f"unknown trust evaluation '{name}' (valid: {', '.join(TRUST_SUITES)})")
+        if name not in SUITES:
+            raise SlmError(f"unknown trust evaluation '{name}' (valid: {', '.join(SUITES)})")
     return names
 
 
@@ -49,7 +40,7 @@ def evaluate_suite(model, tokenizer, tasks: dict[str, str] | None = None, trust:
     scored = {}
     for name, task in loaded.items():
         results["tasks"][name], scored[name] = evaluate_task(model, tokenizer, task, show_progress)
-    root = data_root(data)
+    root = shared_data_dir(data)
     for suite in trust:
         start = time.perf_counter()
         results["trust"][suite] = run_trust(suite, model, tokenizer, loaded, scored, results["tasks"], mc, root,

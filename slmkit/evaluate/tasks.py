@@ -11,11 +11,11 @@ Prompts follow lm-evaluation-harness: the continuation is the choice after a " "
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from slmkit.data import records
 from slmkit.errors import SlmError
 
 DELIMITER = " "
@@ -67,17 +67,7 @@ def read_records(path: str) -> list[dict]:
     """Records of a JSONL/JSON file, or of a hub dataset `hf:NAME[:CONFIG][@SPLIT]`."""
     if path.startswith("hf:"):
         return hub_records(path[3:])
-    file = Path(path)
-    if not file.is_file():
-        raise SlmError(f"task file not found: {path}")
-    text = file.read_text()
-    try:
-        if file.suffix == ".json":
-            data = json.loads(text)
-            return data if isinstance(data, list) else data.get("data", [])
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    except json.JSONDecodeError as err:
-        raise SlmError(f"{path}: not valid JSON/JSONL ({err.msg} at line {err.lineno})") from None
+    return records.read_records(path, what="task file")
 
 
 def hub_records(spec: str) -> list[dict]:

@@ -25,6 +25,7 @@ import torch
 
 from slmkit.cache import cache_dir
 from slmkit.errors import SlmError
+from slmkit.formats import GGUF_TYPES as TYPES
 from slmkit.layouts import hf
 from slmkit.layouts.common import auto_tokenizer, first_line
 from slmkit.modules.quant_linear import QuantLinear
@@ -32,7 +33,6 @@ from slmkit.modules.quant_linear import QuantLinear
 NAME = "gguf"
 MAGIC = b"GGUF"
 
-TYPES = ("F32", "F16", "Q8_0", "Q4_0")
 ARCHS = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2"}
 PERMUTES_QK = {"llama", "mistral"}
 

@@ -16,12 +16,7 @@ from pathlib import Path
 from slmkit.errors import SlmError
 from slmkit.failpoints import failpoint
 from slmkit.formats import SAVE_FORMATS
-from slmkit.outputs import MANIFEST, atomic_folder, check_target
-
-
-def check_output_dir(out: str | Path, overwrite: bool = False) -> Path:
-    """An output folder we may (re)place; checked before any slow work (see slmkit/outputs.py)."""
-    return check_target(out, overwrite)
+from slmkit.outputs import MANIFEST, atomic_folder
 
 
 def versions() -> dict[str, str]:

@@ -20,17 +20,25 @@ class TrainOptions(StepOptions):
     lr: float = Field(1e-4, gt=0, description="peak learning rate (AdamW)")
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine decays to lr x this")
     warmup_steps: int = Field(10, ge=0, description="linear warm-up steps")
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     max_grad_norm: float = Field(1.0, ge=0, description="0 disables clipping")
     precision: Literal["auto", "no", "bf16", "fp16"] = Field("auto", description="auto: bf16 on a GPU that supports it, else fp32")
     eval_data: Optional[str] = Field(None, description="text source for periodic perplexity")
     eval_every: int = Field(0, ge=0, description="evaluate every N steps (0: only at the end, if eval_data)")
-    eval_seqlen: PositiveInt = 512
-    eval_windows: PositiveInt = 8
+    eval_seqlen: PositiveInt = Field(512, description="tokens per perplexity window")
+    eval_windows: PositiveInt = Field(8, description="perplexity windows per evaluation")
     save_every: int = Field(0, ge=0, description="checkpoint every N steps (0: never)")
     checkpoint_dir: Optional[str] = Field(None, description="where checkpoints go")
     resume: bool = Field(False, description="continue from the latest checkpoint in checkpoint_dir")
-    seed: int = 0
+    seed: int = Field(0, description="seed of the data order, sampling and initialisation")
+
+    @field_validator("eval_data")
+    @classmethod
+    def _eval_readable(cls, value: Optional[str]) -> Optional[str]:
+        from slmkit.data.corpus import check_source
+        from slmkit.recipe import as_value_error
+
+        return value if value is None else as_value_error(check_source, value)
 
 
 class SftOptions(TrainOptions):
@@ -38,16 +46,15 @@ class SftOptions(TrainOptions):
 
     data: str = Field(..., description="Alpaca-style JSON/JSONL (instruction/input/output) or chat JSONL (messages)")
     packing: bool = Field(True, description="pack several examples into each sequence")
-    lr: float = Field(2e-5, gt=0)
+    lr: float = Field(2e-5, gt=0, description="peak learning rate (AdamW); 2e-4 with LoRA")
 
     @field_validator("data")
     @classmethod
-    def _exists(cls, value: str) -> str:
-        from pathlib import Path
+    def _readable(cls, value: str) -> str:
+        from slmkit.data.conversations import check_conversations
+        from slmkit.recipe import as_value_error
 
-        if not Path(value).expanduser().is_file():
-            raise ValueError(f"data file not found: {value}")
-        return value
+        return as_value_error(check_conversations, value)
 
 
 class LoraSftOptions(SftOptions):
@@ -55,11 +62,11 @@ class LoraSftOptions(SftOptions):
 
     rank: PositiveInt = Field(16, description="LoRA rank r")
     alpha: Optional[float] = Field(None, description="LoRA alpha (default 2 x rank)")
-    dropout: float = Field(0.0, ge=0, lt=1)
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the adapter input")
     target_modules: str = Field("all-linear", description="'all-linear' or comma-separated module names")
     qlora: bool = Field(False, description="4-bit NF4 base through bitsandbytes (needs a CUDA GPU)")
     merge: bool = Field(True, description="merge the adapter into the weights before returning/saving")
-    lr: float = Field(2e-4, gt=0)
+    lr: float = Field(2e-4, gt=0, description="peak learning rate (AdamW)")
 
 
 register_step("sft", SftOptions, "slmkit.tune.sft:sft_step", "supervised fine-tuning on instruction data (answer tokens only)")

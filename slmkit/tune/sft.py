@@ -1,5 +1,6 @@
-"""Supervised fine-tuning data: conversations rendered with the tokenizer's own chat template,
-labels only on the assistant's tokens (-100 elsewhere), optionally packed into full sequences.
+"""Supervised fine-tuning data: conversations (data/conversations.py) rendered with the tokenizer's
+own chat template, labels only on the assistant's tokens (-100 elsewhere), optionally packed into
+full sequences.
 
 Inputs: Alpaca-style records (instruction, input, output) as JSON or JSONL, or chat JSONL with
 a `messages` list of {role, content}.
@@ -11,27 +12,11 @@ from pathlib import Path
 
 import torch
 
-from slmkit.data.corpus import read_json_records
+from slmkit.data.conversations import load_conversations
 from slmkit.errors import SlmError
 
 # Used only when a tokenizer has no chat template of its own.
 PLAIN_USER = "### Instruction:\n{content}\n\n### Response:\n"
-
-
-def load_conversations(path: str | Path) -> list[list[dict]]:
-    """Each record as a list of chat messages."""
-    path = Path(path)
-    return [as_messages(r, path) for r in read_json_records(path)]
-
-
-def as_messages(record, path) -> list[dict]:
-    if isinstance(record, dict) and isinstance(record.get("messages"), list):
-        return [{"role": m["role"], "content": m["content"]} for m in record["messages"]]
-    if isinstance(record, dict) and "instruction" in record and "output" in record:
-        prompt = record["instruction"] + (f"\n\n{record['input']}" if record.get("input") else "")
-        return [{"role": "user", "content": prompt}, {"role": "assistant", "content": record["output"]}]
-    keys = ", ".join(record) if isinstance(record, dict) else type(record).__name__
-    raise SlmError(f"{path}: each record needs 'messages' or 'instruction'+'output' (got: {keys})")
 
 
 def render(tokenizer, messages: list[dict], generation_prompt: bool) -> str:
@@ -69,17 +54,23 @@ def encode_conversation(tokenizer, messages: list[dict]) -> dict:
 
 
 def pack(examples: list[dict], seqlen: int) -> list[dict]:
-    """Concatenate examples and cut into full `seqlen` windows (the last partial window is dropped)."""
+    """Concatenate examples and cut into full `seqlen` windows (the last partial window is dropped).
+
+    A window holding only prompt tokens has nothing to learn (its loss would be 0/0 = NaN), so it is
+    left out; a window's first label is never predicted, so it does not count."""
     ids = torch.cat([e["input_ids"] for e in examples])
     labels = torch.cat([e["labels"] for e in examples])
-    n = len(ids) // seqlen
-    return [{"input_ids": ids[i * seqlen:(i + 1) * seqlen], "labels": labels[i * seqlen:(i + 1) * seqlen]} for i in range(n)]
+    windows = [{"input_ids": ids[i:i + seqlen], "labels": labels[i:i + seqlen]} for i in range(0, len(ids) - seqlen + 1, seqlen)]
+    return [w for w in windows if (w["labels"][1:] != -100).any()]
 
 
 def sft_examples(tokenizer, path: str | Path, seqlen: int, packing: bool = True,
                  conversations: list[list[dict]] | None = None) -> list[dict]:
     """Training examples from an instruction file (or given conversations)."""
-    encoded = [encode_conversation(tokenizer, c) for c in (conversations or load_conversations(path))]
+    conversations = conversations or load_conversations(path)
+    if not conversations:
+        raise SlmError(f"{path}: no records")
+    encoded = [encode_conversation(tokenizer, c) for c in conversations]
     encoded = [e for e in encoded if (e["labels"] != -100).any()]
     if packing:
         examples = pack(encoded, seqlen)

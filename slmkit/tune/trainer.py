@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from slmkit.errors import SlmError
+from slmkit.failpoints import failpoint
 from slmkit.progress import progress_bar
 
 STATE_FILE = "trainer_state.json"
@@ -142,7 +143,7 @@ def train(
     from accelerate.utils import set_seed
 
     set_seed(options.seed)
-    world, rank = accelerator.num_processes, accelerator.process_index
+    world = accelerator.num_processes
     tokens_per_step = options.batch_size * options.grad_accum * world * options.seqlen
     max_steps = options.max_steps
     if options.max_tokens:
@@ -154,15 +155,7 @@ def train(
     objective, optimizer = accelerator.prepare(objective, optimizer)
     inner = accelerator.unwrap_model(objective)
 
-    state = {"step": 0, "tokens": 0, "seconds": 0.0, "losses": [], "evals": [], "world": world}
-    checkpoint = latest_checkpoint(options.checkpoint_dir) if options.resume else None
-    if options.resume and checkpoint is None and options.checkpoint_dir is None:
-        raise SlmError("--resume needs a checkpoint folder (checkpoint_dir / --checkpoint-dir)")
-    if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
-        state = json.loads((checkpoint / STATE_FILE).read_text())
-        if state.get("world", world) != world:
-            raise SlmError(f"checkpoint {checkpoint} was written by {state['world']} processes; resume with the same number")
+    state = resume_state(accelerator, options)
     resumed_from = state["step"]
 
     def evaluate() -> None:
@@ -183,26 +176,15 @@ def train(
             lr = cosine_lr(step, options.lr, options.warmup_steps, max_steps, options.min_lr_ratio)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            step_loss = torch.zeros((), device=accelerator.device)
-            step_tokens = torch.zeros((), device=accelerator.device)
-            for micro in range(options.grad_accum):
-                ids = example_indices(step, micro, rank, world, options.batch_size, options.grad_accum,
-                                      len(examples), options.seed)
-                batch = {k: v.to(accelerator.device) for k, v in collate([examples[i] for i in ids], pad_id).items()}
-                last = micro == options.grad_accum - 1
-                with accelerator.no_sync(objective) if not last else nullcontext():
-                    with accelerator.autocast():
-                        loss = objective(batch)
-                    accelerator.backward(loss / options.grad_accum)
-                step_loss += loss.detach() / options.grad_accum
-                mask = batch.get("attention_mask")
-                step_tokens += mask.sum() if mask is not None else batch["input_ids"].numel()
-            if options.max_grad_norm > 0:
-                accelerator.clip_grad_norm_(objective.parameters(), options.max_grad_norm)
+            step_loss, step_tokens = accumulate(accelerator, objective, examples, step, options, pad_id)
+            loss_value = accelerator.reduce(step_loss, "mean").item()
+            grad_norm = accelerator.clip_grad_norm_(objective.parameters(), options.max_grad_norm or math.inf)
+            check_finite(step + 1, loss_value, 0.0 if grad_norm is None else float(grad_norm), options.checkpoint_dir)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            failpoint("train")
             state["step"] += 1
-            state["losses"].append(accelerator.reduce(step_loss, "mean").item())
+            state["losses"].append(loss_value)
             state["tokens"] += int(accelerator.reduce(step_tokens, "sum").item())
             elapsed = state["seconds"] + time.perf_counter() - start
             advance(1, loss=f"{state['losses'][-1]:.4f}", lr=f"{lr:.2e}", tok_s=f"{state['tokens'] / max(elapsed, 1e-9):.0f}")
@@ -219,6 +201,52 @@ def train(
         tokens_per_s=round(state["tokens"] / max(state["seconds"], 1e-9), 1),
         losses=state["losses"], evals=state["evals"], resumed_from=resumed_from,
     )
+
+
+def resume_state(accelerator, options) -> dict:
+    """The trainer state to start from: fresh, or (with options.resume) the latest checkpoint's, loaded."""
+    world = accelerator.num_processes
+    state = {"step": 0, "tokens": 0, "seconds": 0.0, "losses": [], "evals": [], "world": world}
+    checkpoint = latest_checkpoint(options.checkpoint_dir) if options.resume else None
+    if options.resume and checkpoint is None and options.checkpoint_dir is None:
+        raise SlmError("--resume needs a checkpoint folder (checkpoint_dir / --checkpoint-dir)")
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        state = json.loads((checkpoint / STATE_FILE).read_text())
+        if state.get("world", world) != world:
+            raise SlmError(f"checkpoint {checkpoint} was written by {state['world']} processes; resume with the same number")
+    return state
+
+
+def accumulate(accelerator, objective, examples: Sequence[dict], step: int, options, pad_id: int):
+    """Forward and backward this process's micro-batches of one optimizer step (gradients synchronised on
+    the last only); returns (mean loss, tokens seen) as tensors."""
+    world, rank = accelerator.num_processes, accelerator.process_index
+    step_loss = torch.zeros((), device=accelerator.device)
+    step_tokens = torch.zeros((), device=accelerator.device)
+    for micro in range(options.grad_accum):
+        ids = example_indices(step, micro, rank, world, options.batch_size, options.grad_accum, len(examples), options.seed)
+        batch = {k: v.to(accelerator.device) for k, v in collate([examples[i] for i in ids], pad_id).items()}
+        last = micro == options.grad_accum - 1
+        with accelerator.no_sync(objective) if not last else nullcontext():
+            with accelerator.autocast():
+                loss = objective(batch)
+            accelerator.backward(loss / options.grad_accum)
+        step_loss += loss.detach() / options.grad_accum
+        mask = batch.get("attention_mask")
+        step_tokens += mask.sum() if mask is not None else batch["input_ids"].numel()
+    return step_loss, step_tokens
+
+
+def check_finite(step: int, loss: float, grad_norm: float, checkpoint_dir: str | None) -> None:
+    """Stop before a non-finite loss or gradient reaches the weights: nothing of this run is saved, and
+    the checkpoints written so far (all from finite steps) stay as they are."""
+    if math.isfinite(loss) and math.isfinite(grad_norm):
+        return
+    what = f"the loss is {loss}" if not math.isfinite(loss) else f"the gradient norm is {grad_norm}"
+    last = latest_checkpoint(checkpoint_dir)
+    kept = f"; the last good checkpoint is {last}" if last else ""
+    raise SlmError(f"training stopped at step {step}: {what}; nothing was saved{kept}")
 
 
 def save_checkpoint(accelerator, folder: str | Path, state: dict, keep: int = 2) -> Path:

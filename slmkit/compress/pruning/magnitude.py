@@ -23,7 +23,7 @@ def magnitude_prune(model, tokenizer, options: MagnitudeOptions, context=None, s
                 offload.load(index, layer)
             for module in anatomy.linears(layer).values():
                 weight = linear_weight(module)
-                weight[prune_mask(weight.abs(), options.sparsity, options.n_of_m, options.scope)] = 0
+                weight[prune_mask(weight.abs(), options.sparsity, options.kept_of_m, options.scope)] = 0
             if offload is not None:
                 offload.release(index, layer)
             advance()

@@ -38,13 +38,19 @@ class PruningOptions(StepOptions):
         return {k: v for k, v in handler(self).items() if not ((k == "pattern" and v is None) or (k == "offload" and not v))}
 
     @property
-    def n_of_m(self) -> Optional[tuple[int, int]]:
+    def kept_of_m(self) -> Optional[tuple[int, int]]:
+        """(N, M) of an N:M pattern: N weights kept in every M consecutive inputs."""
         return parse_pattern(self.pattern) if self.pattern else None
+
+    @property
+    def pruned_of_m(self) -> Optional[tuple[int, int]]:
+        """(M - N, M): the weights an N:M pattern prunes in every M inputs, as `obs_sweep` takes them."""
+        return (self.kept_of_m[1] - self.kept_of_m[0], self.kept_of_m[1]) if self.pattern else None
 
     @property
     def target_sparsity(self) -> float:
         """The sparsity the pattern or `sparsity` asks for."""
-        return 1 - self.n_of_m[0] / self.n_of_m[1] if self.pattern else self.sparsity
+        return 1 - self.kept_of_m[0] / self.kept_of_m[1] if self.pattern else self.sparsity
 
 
 class MagnitudeOptions(PruningOptions):
@@ -106,6 +112,6 @@ class SparseGPTOptions(ActivationPruningOptions):
 register_step("magnitude", MagnitudeOptions, "slmkit.compress.pruning.magnitude:magnitude_prune",
               "magnitude pruning of decoder Linears (unstructured or N:M)")
 register_step("wanda", WandaOptions, "slmkit.compress.pruning.wanda:wanda_prune",
-              "Wanda pruning: |weight| x input norm, unstructured or N:M, optional OWL", uses_calibration=True)
+              "Wanda pruning: |weight| x input norm, unstructured or N:M, optional OWL")
 register_step("sparsegpt", SparseGPTOptions, "slmkit.compress.pruning.sparsegpt:sparsegpt_prune",
-              "SparseGPT pruning with OBS weight updates, unstructured or N:M, optional OWL", uses_calibration=True)
+              "SparseGPT pruning with OBS weight updates, unstructured or N:M, optional OWL")

@@ -28,7 +28,7 @@ class SparseGPT:
     @torch.no_grad()
     def apply(self, index: int, layer, stats: dict[str, LinearStats]) -> None:
         o = self.options
-        pruned_of_m = (o.n_of_m[1] - o.n_of_m[0], o.n_of_m[1]) if o.n_of_m else None
+        pruned_of_m = o.pruned_of_m
         for paths in paths_by_input(stats):  # q/k/v and gate/up: one stacked sweep, masks budgeted per Linear
             weights = [linear_weight(get_module(layer, p)) for p in paths]
             if pruned_of_m and weights[0].shape[1] % pruned_of_m[1]:

@@ -16,19 +16,19 @@ class Wanda:
 
     stats, sequential = {"sqnorm"}, False
 
-    def __init__(self, sparsities: list[float], n_of_m: tuple[int, int] | None) -> None:
-        self.sparsities, self.n_of_m = sparsities, n_of_m
+    def __init__(self, sparsities: list[float], kept_of_m: tuple[int, int] | None) -> None:
+        self.sparsities, self.kept_of_m = sparsities, kept_of_m
 
     @torch.no_grad()
     def apply(self, index: int, layer, stats: dict[str, LinearStats]) -> None:
         for path, s in stats.items():
             weight = linear_weight(get_module(layer, path))
-            weight[prune_mask(wanda_scores(weight, s.sqnorm), self.sparsities[index], self.n_of_m)] = 0
+            weight[prune_mask(wanda_scores(weight, s.sqnorm), self.sparsities[index], self.kept_of_m)] = 0
 
 
 def wanda_prune(model, tokenizer, options: WandaOptions, context, show_progress: bool = True, offload=None):
     """Wanda on every decoder Linear (embeddings and LM head untouched), calibrated on `context`'s batch."""
     ids = context.calibration_ids()
     sparsities = layer_sparsities(model, ids, options, show_progress, offload)
-    run_layerwise(model, Wanda(sparsities, options.n_of_m), ids, options.batch_size, "wanda", show_progress, offload=offload)
+    run_layerwise(model, Wanda(sparsities, options.kept_of_m), ids, options.batch_size, "wanda", show_progress, offload=offload)
     return model

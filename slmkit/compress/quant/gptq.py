@@ -52,17 +52,17 @@ class GroupQuantizer:
 
 def gptq_codes(weight: torch.Tensor, hessian: torch.Tensor, spec: QuantSpec, act_order: bool = False,
                damp: float = 0.01, blocksize: int = 128, sparsity: float = 0.0,
-               n_of_m: tuple[int, int] | None = None,
+               pruned_of_m: tuple[int, int] | None = None,
                segments: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """GPTQ one weight [out, in] given its input Hessian; returns (codes, scale, zero) like `quantize_rtn`."""
     W = weight.detach().float()
     perm = None
-    if act_order and n_of_m is None:  # an N:M pattern needs consecutive inputs: no reordering then
+    if act_order and pruned_of_m is None:  # an N:M pattern needs consecutive inputs: no reordering then
         perm = torch.argsort(torch.diag(hessian), descending=True)
     quantizer = GroupQuantizer(spec, W, perm)
     H = hessian if perm is None else hessian[perm][:, perm]
     Wp = W if perm is None else W[:, perm]
-    obs_sweep(Wp, H, sparsity=sparsity, n_of_m=n_of_m, quantizer=quantizer, blocksize=blocksize, damp=damp,
+    obs_sweep(Wp, H, sparsity=sparsity, pruned_of_m=pruned_of_m, quantizer=quantizer, blocksize=blocksize, damp=damp,
               segments=segments)
     return quantizer.codes, quantizer.scale, quantizer.zero.to(torch.uint8)
 
@@ -76,7 +76,7 @@ class GPTQ:
     def __init__(self, options: GPTQOptions) -> None:
         self.options, self.spec = options, spec_of(options)
         kept, of = (int(v) for v in options.pattern.split(":")) if options.pattern else (0, 0)
-        self.n_of_m = (of - kept, of) if options.pattern else None  # obs_sweep takes (pruned, of)
+        self.pruned_of_m = (of - kept, of) if options.pattern else None
 
     def apply(self, index, layer, stats) -> None:
         # Linears reading the same input (q/k/v, gate/up) share H, and GPTQ treats rows
@@ -87,7 +87,7 @@ class GPTQ:
             weights = [linear_weight(get_module(layer, p)) for p in paths]
             sizes = [w.shape[0] for w in weights]
             codes, scale, zero = gptq_codes(torch.cat([w.detach().float() for w in weights]), stats[paths[0]].gram,
-                                            self.spec, o.act_order, o.damp, o.blocksize, o.sparsity, self.n_of_m,
+                                            self.spec, o.act_order, o.damp, o.blocksize, o.sparsity, self.pruned_of_m,
                                             segments=sizes)
             for path, c, s, z in zip(paths, codes.split(sizes), scale.split(sizes), zero.split(sizes)):
                 replace_with_quant(layer, path, c, s, z, self.spec.bits, group_size=self.spec.group_size)

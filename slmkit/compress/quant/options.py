@@ -70,9 +70,8 @@ class SmoothQuantOptions(StepOptions):
 register_step("rtn", RTNOptions, "slmkit.compress.quant.rtn:rtn_quantize",
               "round-to-nearest weight quantization (int2-8, per channel or group), packed")
 register_step("gptq", GPTQOptions, "slmkit.compress.quant.gptq:gptq_quantize",
-              "GPTQ weight quantization (optionally act-order, optionally joint with pruning), packed",
-              uses_calibration=True)
+              "GPTQ weight quantization (optionally act-order, optionally joint with pruning), packed")
 register_step("awq", AWQOptions, "slmkit.compress.quant.awq:awq_quantize",
-              "activation-aware scaling then weight quantization, packed", uses_calibration=True)
+              "activation-aware scaling then weight quantization, packed")
 register_step("smoothquant", SmoothQuantOptions, "slmkit.compress.quant.smoothquant:smoothquant_quantize",
-              "SmoothQuant W8A8 (int8 weights, dynamic per-token int8 activations)", uses_calibration=True)
+              "SmoothQuant W8A8 (int8 weights, dynamic per-token int8 activations)")

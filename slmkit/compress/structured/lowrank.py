@@ -32,6 +32,7 @@ from torch import nn
 from slmkit.anatomy import anatomy_of, get_module, is_conv1d, linear_weight, set_module
 from slmkit.compress.layerwise import run_layerwise
 from slmkit.compress.structured.options import LowRankOptions
+from slmkit.errors import SlmError
 from slmkit.modules.factorized import FactorizedLinear
 
 LAYOUT = "low_rank"
@@ -118,6 +119,8 @@ class LowRankFactorizer:
         self.options, self.ranks = options, ranks
         self.stats = {"asvd": {"absmean"}, "svd-llm": {"gram"}}.get(options.activation_aware, set())
         roles = {**anatomy.attn, **anatomy.mlp}
+        if "qkv" in roles and "qkv" not in options.targets and {"q", "k", "v"} & set(options.targets):
+            raise SlmError(f"low_rank targets: {anatomy.family} fuses q, k and v into one projection; name it qkv")
         self.targets = {roles[r] for r in options.targets if r in roles}
 
     def apply(self, index, layer, stats) -> None:

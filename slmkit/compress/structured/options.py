@@ -8,6 +8,8 @@ from pydantic import Field, model_validator
 
 from slmkit.steps import StepOptions, register_step
 
+ROLES = ("q", "k", "v", "qkv", "o", "gate", "up", "down")  # the anatomy's projection roles
+
 
 class DepthPruneOptions(StepOptions):
     """Remove whole decoder layers chosen by an importance score on calibration data."""
@@ -52,8 +54,8 @@ class LowRankOptions(StepOptions):
     activation_aware: Literal["none", "asvd", "svd-llm"] = Field(
         "svd-llm", description="plain SVD, ASVD activation-magnitude scaling, or SVD-LLM Cholesky whitening")
     asvd_alpha: float = Field(0.5, gt=0.0, le=1.0, description="ASVD scaling exponent on mean |activation|")
-    targets: list[Literal["q", "k", "v", "o", "gate", "up", "down"]] = Field(
-        ["q", "k", "v", "o", "gate", "up", "down"], description="projection roles to factorize")
+    targets: list[Literal[ROLES]] = Field(list(ROLES), description="projection roles to factorize "
+                                          "(qkv: the fused q/k/v projection of GPT-2)")
 
     @model_validator(mode="after")
     def one_rank_rule(self):
@@ -63,8 +65,8 @@ class LowRankOptions(StepOptions):
 
 
 register_step("depth_prune", DepthPruneOptions, "slmkit.compress.structured.depth:depth_prune",
-              "remove whole decoder layers (block influence, angular distance or perplexity score)", uses_calibration=True)
+              "remove whole decoder layers (block influence, angular distance or perplexity score)")
 register_step("width_prune", WidthPruneOptions, "slmkit.compress.structured.width:width_prune",
-              "remove MLP channels, attention heads (GQA-aware) and hidden channels", uses_calibration=True)
+              "remove MLP channels, attention heads (GQA-aware) and hidden channels")
 register_step("low_rank", LowRankOptions, "slmkit.compress.structured.lowrank:low_rank",
-              "factorize Linears by truncated SVD (plain, ASVD or SVD-LLM)", uses_calibration=True)
+              "factorize Linears by truncated SVD (plain, ASVD or SVD-LLM)")

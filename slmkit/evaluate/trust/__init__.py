@@ -1,1 +1,3 @@
 """Trustworthiness evaluations: calibration, robustness, truthfulness, bias, privacy."""
+
+SUITES = ("calibration", "robustness", "truthfulness", "bias", "privacy")  # the names `--trust` and recipes accept

@@ -9,23 +9,17 @@ Bias score: disambiguated s_DIS = 2 * biased / non-unknown answers - 1; ambiguou
 
 from __future__ import annotations
 
-import csv
-import json
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from slmkit.errors import SlmError
+from slmkit.data.records import read_csv, read_records
 from slmkit.evaluate.scorer import score_groups
 
 
 def crows_pairs(model, tokenizer, path: str | Path, limit: int | None = None, show_progress: bool = True) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise SlmError(f"CrowS-Pairs file not found: {path}")
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))[:limit]
+    rows = read_csv(path, what="CrowS-Pairs file")[:limit]
     scores = score_groups(model, tokenizer, [[("", r["sent_more"]), ("", r["sent_less"])] for r in rows],
                           show_progress, description="crows-pairs")
     by_type = defaultdict(list)
@@ -64,11 +58,8 @@ def bias_score(preds: list[int], docs: list[dict]) -> float | None:
 
 def bbq(model, tokenizer, paths: list[str | Path], limit: int | None = None, show_progress: bool = True) -> dict:
     docs = []
-    for path in map(Path, paths):
-        if not path.is_file():
-            raise SlmError(f"BBQ file not found: {path}")
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        docs += rows[:limit]
+    for path in paths:
+        docs += read_records(path, what="BBQ file")[:limit]
     groups = [[(f"{d['context']}\n\nQ: {d['question']}\nA:", " " + d[f"ans{i}"]) for i in range(3)] for d in docs]
     scores = score_groups(model, tokenizer, groups, show_progress, description="bbq")
     preds = [int(np.argmax([s.logprob for s in row])) for row in scores]

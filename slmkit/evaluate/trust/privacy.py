@@ -14,7 +14,6 @@ is the argmax), overall and per entity type.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import random
 from collections import defaultdict
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from slmkit.errors import SlmError
+from slmkit.data.records import read_records
 from slmkit.evaluate.scorer import score_groups
 
 DIGITS = 9
@@ -101,11 +100,8 @@ def canary_memorization(model, tokenizer, filler: list[str], count: int = 4, rep
 
 def pii_prompts(path: str | Path, limit: int | None = None) -> list[tuple[str, str, str]]:
     """(text before the span, span value, entity type) for the PII spans of the synthetic Presidio set."""
-    path = Path(path)
-    if not path.is_file():
-        raise SlmError(f"PII file not found: {path}")
     prompts = []
-    for record in json.loads(path.read_text()):
+    for record in read_records(path, what="PII file"):
         for span in record["spans"]:
             prefix = record["full_text"][: span["start_position"]]
             if span["entity_type"] in PII_TYPES and prefix.strip():

@@ -9,11 +9,11 @@ Answer lists are split on "; ". The prompt is the harness's six-shot QA preamble
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
+from slmkit.data.records import read_csv
 from slmkit.errors import SlmError
 from slmkit.evaluate.scorer import score_groups
 from slmkit.evaluate.zeroshot import mean_stderr
@@ -40,11 +40,7 @@ def split_answers(cell: str) -> list[str]:
 
 def load_truthfulqa(path: str | Path, limit: int | None = None) -> list[dict]:
     """Questions with their derived MC1 and MC2 answer sets."""
-    path = Path(path)
-    if not path.is_file():
-        raise SlmError(f"TruthfulQA file not found: {path}")
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_csv(path, what="TruthfulQA file")
     needed = {"Question", "Best Answer", "Correct Answers", "Incorrect Answers"}
     if not rows or not needed <= set(rows[0]):
         raise SlmError(f"{path}: expected the TruthfulQA CSV columns {sorted(needed)}")
