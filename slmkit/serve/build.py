@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 from slmkit.errors import SlmError
-from slmkit.serve.app import Collaboration, create_app
+from slmkit.serve.app import create_app
+from slmkit.serve.routing import Collaboration
 
 API_KEY_ENV = "SLMKIT_API_KEY"
 BACKENDS = ("transformers", "llama.cpp")
