@@ -110,7 +110,8 @@ def test_bio_roundtrip_and_tiny_tagger(tmp_path):
 def test_privacy_proxy_over_http_sends_no_raw_pii(tmp_path):
     upstream_app, received = recording_upstream()
     with ServerThread(upstream_app) as upstream:
-        app = build_app(str(save_tiny(tmp_path / "tiny")), upstream=upstream.url, upstream_model="big", privacy=True)
+        app = build_app(str(save_tiny(tmp_path / "tiny")), upstream=upstream.url, upstream_model="big", privacy=True,
+                        name="tiny")
         with ServerThread(app) as local:
             client = openai.OpenAI(base_url=local.url, api_key="x", max_retries=0)
             reply = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": TEXT}], max_tokens=50)

@@ -24,7 +24,7 @@ def serve_command(
     router: Optional[str] = typer.Option(None, "--router", help="A router file from `slm route train`."),
     privacy: bool = typer.Option(False, "--privacy", help="Replace personal data with placeholders before it goes upstream."),
     privacy_tagger: Optional[str] = typer.Option(None, "--privacy-tagger", help="Also hide names/organisations/addresses with a tagger from `slm route pii-train`."),
-    name: Optional[str] = typer.Option(None, "--name", help="Model id reported by /v1/models (default: MODEL)."),
+    name: Optional[list[str]] = typer.Option(None, "--name", help="Model id reported by /v1/models (default: MODEL); repeat for aliases that requests may use too."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch intra-op threads (default: torch's choice)."),
     max_batch: int = typer.Option(8, "--max-batch", min=1, help="Decode up to this many waiting requests together (1: one at a time)."),
 ) -> None:

@@ -7,13 +7,14 @@ answered in `answered_by` and the `X-Answered-By` header.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import uuid
-from typing import AsyncIterator
+from typing import AsyncIterator, Awaitable, TypeVar
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from slmkit.serve.protocol import (
     MAX_BODY_BYTES,
@@ -23,6 +24,7 @@ from slmkit.serve.protocol import (
     CompletionRequest,
     GenerationRequest,
     answer_body,
+    check_model,
     parse_request,
     read_json,
     sampling_params,
@@ -39,15 +41,19 @@ class Server:
     """What the routes share: the engine, its worker, the dispatcher, the counters and the access settings."""
 
     def __init__(self, engine, collab: Collaboration, api_key: str | None, max_body_bytes: int, max_queue: int,
-                 max_batch: int):
+                 max_batch: int, aliases: tuple[str, ...]):
         self.engine, self.collab, self.api_key, self.max_body_bytes = engine, collab, api_key, max_body_bytes
+        self.names = (engine.name, *(a for a in aliases if a != engine.name))
         self.worker = Worker(engine, max_queue=max_queue, max_batch=max_batch)
         self.counters = Counters()
         self.dispatcher = Dispatcher(engine, self.worker, collab, self.counters)
         self.started = time.time()
 
+    def authorized(self, request: Request) -> bool:
+        return self.api_key is None or request.headers.get("authorization", "") == f"Bearer {self.api_key}"
+
     def check_auth(self, request: Request) -> None:
-        if self.api_key is not None and request.headers.get("authorization", "") != f"Bearer {self.api_key}":
+        if not self.authorized(request):
             raise ApiError(401, "Incorrect or missing API key: pass it as 'Authorization: Bearer KEY'.",
                            code="invalid_api_key")
 
@@ -56,11 +62,13 @@ class Server:
 
 
 def create_app(engine, collaboration: Collaboration | None = None, api_key: str | None = None,
-               max_body_bytes: int = MAX_BODY_BYTES, max_queue: int = 512, max_batch: int = 8) -> FastAPI:
+               max_body_bytes: int = MAX_BODY_BYTES, max_queue: int = 512, max_batch: int = 8,
+               aliases: tuple[str, ...] = ()) -> FastAPI:
     """Build the app around an engine (see slmkit.serve.engine); `api_key` enables bearer auth.
 
-    Up to `max_batch` waiting requests are decoded together (1 turns batching off)."""
-    server = Server(engine, collaboration or Collaboration(), api_key, max_body_bytes, max_queue, max_batch)
+    Requests may name the engine's model or one of `aliases`. Up to `max_batch` waiting requests are
+    decoded together (1 turns batching off)."""
+    server = Server(engine, collaboration or Collaboration(), api_key, max_body_bytes, max_queue, max_batch, aliases)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -91,9 +99,13 @@ async def api_error(request: Request, err: ApiError) -> JSONResponse:
 
 @routes.get("/health")
 async def health(request: Request):
+    """Liveness for anyone; the queue and the counters only for a caller with the key (as /v1/stats)."""
     server = server_of(request)
-    return {"status": "ok", "model": server.engine.name, "backend": server.engine.backend,
-            "uptime_s": round(time.time() - server.started, 1), "queue": server.worker.waiting, **server.stats()}
+    alive = {"status": "ok", "model": server.engine.name, "backend": server.engine.backend,
+             "uptime_s": round(time.time() - server.started, 1)}
+    if not server.authorized(request):
+        return alive
+    return {**alive, "queue": server.worker.waiting, **server.stats()}
 
 
 @routes.get("/v1/stats")
@@ -107,8 +119,8 @@ async def stats(request: Request):
 async def models(request: Request):
     server = server_of(request)
     server.check_auth(request)
-    return {"object": "list", "data": [{"id": server.engine.name, "object": "model", "created": int(server.started),
-                                        "owned_by": "slmkit"}]}
+    return {"object": "list", "data": [{"id": name, "object": "model", "created": int(server.started),
+                                        "owned_by": "slmkit"} for name in server.names]}
 
 
 @routes.post("/v1/chat/completions")
@@ -125,7 +137,9 @@ async def complete(request: Request, kind: type[GenerationRequest]):
     """Validate, route and answer one chat or text completion request."""
     server = server_of(request)
     server.check_auth(request)
-    req = parse_request(kind, await read_json(request, server.max_body_bytes))
+    body = await read_json(request, server.max_body_bytes)
+    check_model(body, server.names)
+    req = parse_request(kind, body)
     engine = server.engine
     ids = engine.chat_ids(req.message_dicts()) if req.chat else engine.text_ids(req.prompt)
     params = sampling_params(req, engine.context_length, len(ids), engine.stop_token_ids)
@@ -136,12 +150,39 @@ async def complete(request: Request, kind: type[GenerationRequest]):
         text = TextAssembler(engine, req.stops)
         events = local_events(server, rid, req, server.dispatcher.stream_local(ids, params, text), text, len(ids))
         return StreamingResponse(events, media_type="text/event-stream", headers={"X-Answered-By": "local"})
-    answer = await server.dispatcher.answer(req, ids, params, route)
+    answer = await unless_disconnected(request, server.dispatcher.answer(req, ids, params, route))
+    if answer is None:  # nobody to answer: the decode was stopped when the client went
+        server.counters.failed(CLIENT_GONE)
+        return Response(status_code=CLIENT_GONE)
     headers = {"X-Answered-By": answer.route}
     if req.stream:
         return StreamingResponse(replay_events(server, rid, req, answer), media_type="text/event-stream", headers=headers)
     return JSONResponse(answer_body(rid, req.chat, engine.name, answer.text, answer.finish, answer.usage(), answer.route),
                         headers=headers)
+
+
+CLIENT_GONE = 499  # the client closed the connection before the answer (nginx's code)
+T = TypeVar("T")
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T | None:
+    """Await `work`, cancelling it (and so the decode behind it) if the client disconnects first; None then."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(wait_disconnect(request))
+    await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        gone.cancel()
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
+
+
+async def wait_disconnect(request: Request) -> None:
+    """Returns when the client has gone (the body is read, so the next ASGI message is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 async def local_events(server: Server, rid: str, req: GenerationRequest, deltas: AsyncIterator[str],

@@ -33,16 +33,21 @@ def load_engine(model: str, backend: str = "transformers", draft: str | None = N
 
 def build_app(model: str, backend: str = "transformers", api_key: str | None = None, draft: str | None = None,
               upstream: str | None = None, upstream_model: str | None = None, cascade_threshold: float | None = None,
-              cascade_metric: str = "mean", router: str | None = None, privacy: bool = False, privacy_tagger: str | None = None, name: str | None = None,
+              cascade_metric: str = "mean", router: str | None = None, privacy: bool = False, privacy_tagger: str | None = None,
+              name: str | list[str] | None = None,
               upstream_timeout: float = 60.0, upstream_retries: int = 3, max_batch: int = 8):
-    """A ready FastAPI app; the API key falls back to $SLMKIT_API_KEY."""
+    """A ready FastAPI app; the API key falls back to $SLMKIT_API_KEY.
+
+    `name` is the model id to report (default: MODEL), or a list of them: the first is reported
+    first, all are accepted in requests."""
+    names = [name] if isinstance(name, str) else list(name or [])
     if cascade_threshold is not None and router:
         raise SlmError("choose one of --cascade-threshold and --router, not both")
     if (cascade_threshold is not None or router or privacy) and not upstream:
         raise SlmError("--cascade-threshold, --router and --privacy need --upstream URL")
     if upstream and not upstream_model:
         raise SlmError("--upstream needs --upstream-model NAME (the model name the upstream serves)")
-    engine = load_engine(model, backend, draft, name=name)
+    engine = load_engine(model, backend, draft, name=names[0] if names else None)
     collab = Collaboration()
     if upstream:
         from slmkit.collab.client import UpstreamClient
@@ -67,4 +72,5 @@ def build_app(model: str, backend: str = "transformers", api_key: str | None = N
             raise SlmError("--privacy-tagger needs the transformers backend (the tagger reads the model's hidden states)")
         model_, tokenizer_ = (engine.model, engine.tokenizer) if privacy_tagger else (None, None)
         collab.privacy = PrivacyProxy.default(privacy_tagger, model_, tokenizer_)
-    return create_app(engine, collab, api_key=api_key or os.environ.get(API_KEY_ENV), max_batch=max_batch)
+    return create_app(engine, collab, api_key=api_key or os.environ.get(API_KEY_ENV), max_batch=max_batch,
+                      aliases=tuple(names[1:]))

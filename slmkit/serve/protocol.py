@@ -66,14 +66,22 @@ class GenerationRequest(BaseModel):
     """The fields chat and text completions share; unknown fields are ignored."""
 
     model: StrictStr | None = None
-    max_tokens: StrictInt | None = None
-    max_completion_tokens: StrictInt | None = None
+    max_tokens: Annotated[StrictInt, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[StrictInt, Field(ge=1)] | None = None
     temperature: Annotated[Number, Field(ge=0, le=2)] = 1.0
     top_p: Annotated[Number, Field(gt=0, le=1)] = 1.0
     seed: StrictInt | None = None
     stop: StrictStr | list[StrictStr] | None = None
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
+    n: StrictInt = 1
+
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, n):
+        if n != 1:
+            raise ValueError("only n=1 is supported: send the request n times for n answers")
+        return n
 
     @field_validator("stop")
     @classmethod
@@ -115,9 +123,19 @@ class CompletionRequest(GenerationRequest):
 
 
 FIELD_HELP = {
+    "max_tokens": "max_tokens must be a positive integer",
+    "max_completion_tokens": "max_completion_tokens must be a positive integer",
     "messages": "messages must be a non-empty list of {role, content} objects with string content",
     "prompt": "prompt must be a string (one prompt per request)",
 }
+
+
+def check_model(body: dict, names: tuple[str, ...]) -> None:
+    """A request naming a model this server does not serve gets OpenAI's 404 `model_not_found` (no name: the served one)."""
+    model = body.get("model")
+    if isinstance(model, str) and model not in names:
+        raise ApiError(404, f"The model `{model}` does not exist or you do not have access to it.",
+                       code="model_not_found")
 
 
 def parse_request(model: type[GenerationRequest], body: dict) -> GenerationRequest:
@@ -139,9 +157,8 @@ def sampling_params(request: GenerationRequest, context_length: int, prompt_len:
     if room <= 0:
         raise ApiError(400, f"This model's maximum context length is {context_length} tokens; "
                             f"the prompt has {prompt_len} tokens.", code="context_length_exceeded", param="messages")
-    max_tokens = request.max_completion_tokens or request.max_tokens or min(DEFAULT_MAX_TOKENS, room)
-    if max_tokens < 1:
-        raise ApiError(400, "max_tokens must be a positive integer", param="max_tokens")
+    asked = request.max_completion_tokens if request.max_completion_tokens is not None else request.max_tokens
+    max_tokens = asked if asked is not None else DEFAULT_MAX_TOKENS
     return SamplingParams(max_new_tokens=min(max_tokens, room), temperature=float(request.temperature),
                           top_p=float(request.top_p), seed=request.seed, stop_token_ids=stop_token_ids)
 
