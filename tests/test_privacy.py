@@ -4,10 +4,21 @@ import json
 
 import httpx
 import openai
+import torch
 from serving import ServerThread, one_thread, recording_upstream  # noqa: F401 (autouse fixture)
 from tiny import save_tiny, tiny_model, tiny_tokenizer
 
-from slmkit.collab.pii_tagger import TAGS, SpanTagger, bio_tags, evaluate_detector, split_by_template, tags_to_spans, train_tagger
+from slmkit.collab.pii_tagger import (
+    TAGS,
+    SpanTagger,
+    TaggerHead,
+    bio_tags,
+    evaluate_detector,
+    spans_from_words,
+    split_by_template,
+    train_tagger,
+    word_scores,
+)
 from slmkit.collab.privacy import ENTITY_RULES, PrivacyProxy, Redaction, Span, detect_rules, iban_ok, luhn_ok, merge
 from slmkit.serve.build import build_app
 
@@ -59,14 +70,40 @@ def test_merge_keeps_what_a_rule_span_leaves_free():
     assert merge([Span(0, 4, "URL")], [Span(0, 4, "PERSON")], text) == [Span(0, 4, "URL")]
 
 
+def one_hot(tags: list[str], sure: float = 1.0) -> torch.Tensor:
+    """Tag probabilities putting `sure` on each named tag and the rest on O."""
+    probs = torch.zeros(len(tags), len(TAGS))
+    for i, tag in enumerate(tags):
+        probs[i, TAGS.index(tag)] += sure
+        probs[i, 0] += 1 - sure
+    return probs
+
+
+def tagged(text, offsets, probs, threshold=0.5):
+    return [(text[s.start:s.end], s.label) for s in spans_from_words(word_scores(text, offsets, probs), threshold)]
+
+
 def test_spans_cover_whole_words():
     text = "Billing Ann Lee"
     offsets = [(0, 1), (1, 7), (7, 11), (11, 15)]  # "B" "illing" " Ann" " Lee": a word split in two tokens
-    tag = TAGS.index
-    spans = tags_to_spans(text, offsets, [tag("O"), tag("B-ORGANIZATION"), tag("B-PERSON"), tag("I-PERSON")])
-    assert [(text[s.start:s.end], s.label) for s in spans] == [("Ann Lee", "PERSON")]
-    spans = tags_to_spans(text, offsets, [tag("B-PERSON"), tag("I-PERSON"), tag("O"), tag("O")])
-    assert [(text[s.start:s.end], s.label) for s in spans] == [("Billing", "PERSON")]
+    assert tagged(text, offsets, one_hot(["O", "O", "B-PERSON", "I-PERSON"])) == [("Ann Lee", "PERSON")]
+    # one token of a word tagged is enough to hide the whole word
+    assert tagged(text, offsets, one_hot(["O", "B-ORGANIZATION", "B-PERSON", "I-PERSON"])) == [
+        ("Billing", "ORGANIZATION"), ("Ann Lee", "PERSON")]
+    assert tagged(text, offsets, one_hot(["B-PERSON", "I-PERSON", "O", "O"])) == [("Billing", "PERSON")]
+    assert tagged(text, offsets, one_hot(["O", "O", "B-PERSON", "B-PERSON"])) == [("Ann", "PERSON"), ("Lee", "PERSON")]
+
+
+def test_threshold_and_unsure_band():
+    text = "Billing Ann Lee"
+    offsets = [(0, 7), (7, 11), (11, 15)]
+    probs = torch.cat([one_hot(["O"]), one_hot(["B-PERSON"], 0.4), one_hot(["I-PERSON"], 0.95)])
+    words = word_scores(text, offsets, probs)
+    assert [round(w.p, 2) for w in words] == [0.0, 0.4, 0.95]
+    assert tagged(text, offsets, probs, threshold=0.5) == [("Lee", "PERSON")]
+    assert tagged(text, offsets, probs, threshold=0.3) == [("Ann Lee", "PERSON")]
+    tagger = SpanTagger(None, None, TaggerHead(4, 2), 0, low=0.3, high=0.9)
+    assert [tagger.unsure(w) for w in words] == [False, True, False]
 
 
 def test_placeholders_are_stable_and_restored():
@@ -94,8 +131,8 @@ def test_bio_roundtrip_and_tiny_tagger(tmp_path):
     spans = [{"entity_type": "PERSON", "start_position": 8, "end_position": 15},
              {"entity_type": "ORGANIZATION", "start_position": 19, "end_position": 28}]
     offsets = [tuple(o) for o in tok(text, return_offsets_mapping=True)["offset_mapping"]]
-    back = tags_to_spans(text, offsets, bio_tags(offsets, spans))
-    assert {(text[s.start:s.end], s.label) for s in back} == {("Ann Lee", "PERSON"), ("Acme Corp", "ORGANIZATION")}
+    tags = [TAGS[t] for t in bio_tags(offsets, spans)]
+    assert set(tagged(text, offsets, one_hot(tags))) == {("Ann Lee", "PERSON"), ("Acme Corp", "ORGANIZATION")}
     model = tiny_model("llama")
     records = [{"full_text": f"Contact {n} at Acme Corp today", "template_id": i % 3,
                 "spans": [{"entity_type": "PERSON", "start_position": 8, "end_position": 8 + len(n)}]}

@@ -140,9 +140,10 @@ async def complete(request: Request, kind: type[GenerationRequest]):
     body = await read_json(request, server.max_body_bytes)
     check_model(body, server.names)
     req = parse_request(kind, body)
-    engine = server.engine
-    ids = engine.chat_ids(req.message_dicts()) if req.chat else engine.text_ids(req.prompt)
-    params = sampling_params(req, engine.context_length, len(ids), engine.stop_token_ids)
+    engine, ids, params = server.engine, [], None
+    if server.dispatcher.reads_prompt:  # a pure proxy never runs the local model: its context does not limit
+        ids = engine.chat_ids(req.message_dicts()) if req.chat else engine.text_ids(req.prompt)
+        params = sampling_params(req, engine.context_length, len(ids), engine.stop_token_ids)
     server.counters.accepted()
     rid = ("chatcmpl-" if req.chat else "cmpl-") + uuid.uuid4().hex[:24]
     route = await server.dispatcher.route(ids)
@@ -157,8 +158,8 @@ async def complete(request: Request, kind: type[GenerationRequest]):
     headers = {"X-Answered-By": answer.route}
     if req.stream:
         return StreamingResponse(replay_events(server, rid, req, answer), media_type="text/event-stream", headers=headers)
-    return JSONResponse(answer_body(rid, req.chat, engine.name, answer.text, answer.finish, answer.usage(), answer.route),
-                        headers=headers)
+    return JSONResponse(answer_body(rid, req.chat, engine.name, answer.text, answer.finish, answer.usage(), answer.route,
+                                    answer.tool_calls), headers=headers)
 
 
 CLIENT_GONE = 499  # the client closed the connection before the answer (nginx's code)
@@ -211,6 +212,8 @@ async def replay_events(server: Server, rid: str, req: GenerationRequest, answer
         yield sse_chunk(rid, True, name, route, role=True)
     if answer.text:
         yield sse_chunk(rid, req.chat, name, route, delta=answer.text)
+    if answer.tool_calls:
+        yield sse_chunk(rid, req.chat, name, route, tool_calls=answer.tool_calls)
     yield sse_chunk(rid, req.chat, name, route, finish=answer.finish)
     if req.include_usage:
         yield sse_chunk(rid, req.chat, name, route, usage=answer.usage())

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr, ValidationError, field_validator, model_validator
 
 from slmkit.generation import SamplingParams
 
@@ -53,9 +53,53 @@ async def read_json(request: Request, max_bytes: int = MAX_BODY_BYTES) -> dict:
 Number = Annotated[float, Field(strict=True)]
 
 
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: StrictStr
+
+
+class FunctionCall(BaseModel):
+    name: StrictStr
+    arguments: StrictStr  # JSON text, as OpenAI sends it
+
+
+class ToolCall(BaseModel):
+    id: StrictStr
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class Message(BaseModel):
-    role: Annotated[StrictStr, Field(min_length=1)]
-    content: StrictStr
+    """One chat message: text content (a string or text parts), or an assistant's tool calls."""
+
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: StrictStr | list[TextPart] | None = None
+    name: StrictStr | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: StrictStr | None = None
+
+    @model_validator(mode="after")
+    def _has_content(self):
+        if self.content is None and not (self.role == "assistant" and self.tool_calls):
+            raise ValueError("content is required (only an assistant message with tool_calls may omit it)")
+        return self
+
+    @property
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(part.text for part in self.content)
+        return self.content or ""
+
+
+class ToolFunction(BaseModel):
+    name: StrictStr
+    description: StrictStr | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class Tool(BaseModel):
+    type: Literal["function"] = "function"
+    function: ToolFunction
 
 
 class StreamOptions(BaseModel):
@@ -75,6 +119,8 @@ class GenerationRequest(BaseModel):
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
     n: StrictInt = 1
+    user: StrictStr | None = None
+    metadata: dict[StrictStr, StrictStr] | None = None
 
     @field_validator("n")
     @classmethod
@@ -99,17 +145,22 @@ class GenerationRequest(BaseModel):
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
 
-    def upstream_fields(self) -> dict:
-        """The sampling fields the client set, as the upstream LLM receives them."""
-        return self.model_dump(include={"max_tokens", "temperature", "top_p", "stop", "seed"}, exclude_unset=True)
+    def upstream_body(self, stop: bool = True) -> dict:
+        """What the upstream LLM receives: every field the client set except those the server handles itself
+        (model, streaming, n), and without `stop` when the server applies the stops to the answer itself."""
+        local = {"model", "stream", "stream_options", "n"} | (set() if stop else {"stop"})
+        return self.model_dump(exclude=local, exclude_unset=True, exclude_none=True)
 
 
 class ChatRequest(GenerationRequest):
     chat: ClassVar[bool] = True
     messages: Annotated[list[Message], Field(min_length=1)]
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
 
     def message_dicts(self) -> list[dict]:
-        return [{"role": m.role, "content": m.content} for m in self.messages]
+        """The messages as the local chat template reads them (tools are the upstream's business)."""
+        return [{"role": m.role, "content": m.text} for m in self.messages]
 
 
 class CompletionRequest(GenerationRequest):
@@ -125,7 +176,6 @@ class CompletionRequest(GenerationRequest):
 FIELD_HELP = {
     "max_tokens": "max_tokens must be a positive integer",
     "max_completion_tokens": "max_completion_tokens must be a positive integer",
-    "messages": "messages must be a non-empty list of {role, content} objects with string content",
     "prompt": "prompt must be a string (one prompt per request)",
 }
 
@@ -163,19 +213,23 @@ def sampling_params(request: GenerationRequest, context_length: int, prompt_len:
                           top_p=float(request.top_p), seed=request.seed, stop_token_ids=stop_token_ids)
 
 
-def answer_body(rid: str, chat: bool, model: str, text: str, finish: str, usage: dict, answered_by: str) -> dict:
+def answer_body(rid: str, chat: bool, model: str, text: str, finish: str, usage: dict, answered_by: str,
+                tool_calls: list | None = None) -> dict:
     """A complete chat.completion or text_completion object."""
-    choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish} if chat
+    message = {"role": "assistant", "content": text, **({"tool_calls": tool_calls} if tool_calls else {})}
+    choice = ({"index": 0, "message": message, "finish_reason": finish} if chat
               else {"index": 0, "text": text, "finish_reason": finish, "logprobs": None})
     return {"id": rid, "object": "chat.completion" if chat else "text_completion", "created": int(time.time()),
             "model": model, "choices": [choice], "usage": usage, "answered_by": answered_by}
 
 
 def sse_chunk(rid: str, chat: bool, model: str, answered_by: str, delta: str | None = None, finish: str | None = None,
-              role: bool = False, usage: dict | None = None) -> str:
-    """One server-sent event of a stream: a text delta, the opening role, the finish reason, or the usage."""
+              role: bool = False, usage: dict | None = None, tool_calls: list | None = None) -> str:
+    """One server-sent event of a stream: a text delta, the opening role, tool calls, the finish reason, or the usage."""
     if chat:
         d = {"role": "assistant", "content": ""} if role else ({"content": delta} if delta else {})
+        if tool_calls:
+            d = {"tool_calls": [{"index": i, **call} for i, call in enumerate(tool_calls)]}
         choice = {"index": 0, "delta": d, "finish_reason": finish}
     else:
         choice = {"index": 0, "text": delta or "", "finish_reason": finish, "logprobs": None}

@@ -37,6 +37,7 @@ class Answer:
     completion_tokens: int
     route: str  # "local" or "upstream"
     token_ids: list[int] = field(default_factory=list)  # of a local answer
+    tool_calls: list | None = None  # of an upstream chat answer
 
     def usage(self) -> dict:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
@@ -48,6 +49,12 @@ class Dispatcher:
 
     def __init__(self, engine, worker: Worker, collab: Collaboration, counters: Counters):
         self.engine, self.worker, self.collab, self.counters = engine, worker, collab, counters
+
+    @property
+    def reads_prompt(self) -> bool:
+        """Whether the local model sees the prompt: it answers, or a router or cascade reads it."""
+        collab = self.collab
+        return collab.upstream is None or collab.router is not None or collab.cascade is not None
 
     async def route(self, ids: list[int]) -> str:
         """"local" or "upstream", decided before anything is generated."""
@@ -113,27 +120,37 @@ class Dispatcher:
         return self.collab.cascade.escalate(logprobs)
 
     async def upstream_answer(self, request: GenerationRequest) -> Answer:
-        """Ask the upstream LLM (through the privacy proxy when it is on) and restore its answer."""
+        """Ask the upstream LLM and restore its answer. With the privacy proxy on, every string of the request
+        passes the redactor, and stop strings stay here: they are applied to the restored answer."""
         from slmkit.collab.client import UpstreamError
+        from slmkit.collab.privacy import PrivacyUncertain
 
-        collab = self.collab
-        if collab.upstream is None:
+        upstream, privacy = self.collab.upstream, self.collab.privacy
+        if upstream is None:
             raise ApiError(500, "no upstream configured", type_="server_error")
-        payload = {"messages": request.message_dicts()} if request.chat else {"prompt": request.prompt}
-        restore = None
-        if collab.privacy is not None:
-            payload, restore = collab.privacy.redact_payload(payload)
+        body, redaction = request.upstream_body(stop=privacy is None), None
+        if privacy is not None:
+            try:
+                body, redaction = await self.worker.call(lambda: privacy.redact_body(body))
+            except PrivacyUncertain as err:
+                raise ApiError(400, str(err), code="privacy_uncertain") from None
         try:
-            if request.chat:
-                data = await collab.upstream.chat(payload["messages"], **request.upstream_fields())
-                text = data["choices"][0]["message"]["content"] or ""
-            else:
-                data = await collab.upstream.complete(payload["prompt"], **request.upstream_fields())
-                text = data["choices"][0]["text"]
+            data = await upstream.create(request.chat, body)
         except UpstreamError as err:
             raise ApiError(502, str(err), type_="upstream_error") from None
-        if restore is not None:
-            text = restore(text)
-        usage = data.get("usage") or {}
-        return Answer(text, data["choices"][0].get("finish_reason") or "stop", int(usage.get("prompt_tokens") or 0),
-                      int(usage.get("completion_tokens") or 0), "upstream")
+        return upstream_reply(data, request, redaction)
+
+
+def upstream_reply(data: dict, request: GenerationRequest, redaction=None) -> Answer:
+    """The upstream's answer, its placeholders restored and (when the stops were kept here) cut at the first stop."""
+    choice, usage = data["choices"][0], data.get("usage") or {}
+    text = (choice.get("message") or {}).get("content") if request.chat else choice.get("text")
+    text, finish = text or "", choice.get("finish_reason") or "stop"
+    tool_calls = (choice.get("message") or {}).get("tool_calls") if request.chat else None
+    if redaction is not None:
+        text, tool_calls = redaction.restore(text), redaction.restore_all(tool_calls)
+        cuts = [text.find(s) for s in request.stops if s in text]
+        if cuts:
+            text, finish = text[: min(cuts)], "stop"
+    return Answer(text, finish, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0),
+                  "upstream", tool_calls=tool_calls)
