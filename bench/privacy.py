@@ -54,12 +54,17 @@ def identifying_words(value: str) -> list[str]:
     return sorted({w for w in words(value) if len(w) >= 2 and w not in GENERIC})
 
 
-def leaks(text: str, spans: list[dict], received: str) -> list[tuple[str, bool, bool]]:
-    """(entity type, leaked, leaked verbatim) for each gold span of a record, given the text the upstream got."""
+def outside_words(text: str, spans: list[dict]) -> list[str]:
+    """The words of a record outside all its gold spans."""
     background = list(text)
     for s in spans:
         background[s["start_position"]:s["end_position"]] = " " * (s["end_position"] - s["start_position"])
-    outside = words("".join(background))
+    return words("".join(background))
+
+
+def leaks(text: str, spans: list[dict], received: str) -> list[tuple[str, bool, bool]]:
+    """(entity type, leaked, leaked verbatim) for each gold span of a record, given the text the upstream got."""
+    outside = outside_words(text, spans)
     got = words(received)
     out = []
     for s in spans:
@@ -81,6 +86,17 @@ def leak_table(records: list[dict], received: list[str]) -> list[dict]:
         rows.append({"entity": kind, "values": n, "leaked": leaked, "leak_rate": leaked / n,
                      "verbatim": exact, "target": target})
     return rows
+
+
+def kept_rate(records: list[dict], received: list[str]) -> float:
+    """Share of the words outside gold spans (two characters or more) that still reach the upstream: 1 - over-redaction."""
+    total = kept = 0
+    for record, got in zip(records, received):
+        outside = [w for w in outside_words(record["full_text"], record["spans"]) if len(w) >= 2]
+        arrived = words(got)
+        total += len(outside)
+        kept += sum(min(outside.count(w), arrived.count(w)) for w in set(outside))
+    return kept / total
 
 
 def train(records: list[dict], out: Path, epochs: int, seed: int) -> Path:
@@ -151,9 +167,11 @@ def main() -> None:
     print("| " + " | ".join(rows[0]) + " |\n|" + "---|" * len(rows[0]))
     for row in rows:
         print("| " + " | ".join(fmt(v) for v in row.values()) + " |")
-    print(f"\nanswers restored exactly: {restored}/{len(test_records)}")
-    (out / "results.json").write_text(json.dumps({"rows": rows, "restored": restored, "test": len(test_records)},
-                                                 indent=2))
+    kept = kept_rate(test_records, received)
+    print(f"\nanswers restored exactly: {restored}/{len(test_records)}; words outside gold spans that reach the "
+          f"upstream unchanged: {kept:.1%}")
+    (out / "results.json").write_text(json.dumps({"rows": rows, "restored": restored, "test": len(test_records),
+                                                  "kept": kept}, indent=2))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import json
 
 import httpx
 import openai
+import pytest
 import torch
 from serving import ServerThread, one_thread, recording_upstream  # noqa: F401 (autouse fixture)
 from tiny import save_tiny, tiny_model, tiny_tokenizer
@@ -164,3 +165,35 @@ def test_privacy_proxy_over_http_sends_no_raw_pii(tmp_path):
     assert reply.choices[0].message.content == "echo: " + TEXT  # every placeholder restored
     assert reply.model_extra["answered_by"] == "upstream"
     assert stats["upstream_calls"] == 2 and stats["upstream_prompt_tokens"] == 22
+
+
+def test_synthetic_records_mark_their_values():
+    from slmkit.collab.pii_synth import TEMPLATES, synthetic_records
+
+    records = synthetic_records(300, seed=1)
+    assert len({r["template_id"] for r in records}) > len(TEMPLATES) // 2
+    kinds = {s["entity_type"] for r in records for s in r["spans"]}
+    assert kinds == {"PERSON", "ORGANIZATION", "STREET_ADDRESS", "GPE"}
+    for r in records:
+        text = r["full_text"]
+        for s in r["spans"]:
+            value = text[s["start_position"]:s["end_position"]]
+            assert value and value == value.strip() and "{" not in value, (text, value)
+        assert "{" not in text
+    assert synthetic_records(5, seed=2) == synthetic_records(5, seed=2)
+
+
+def test_builtin_tagger_is_trained_once_per_model_and_cached(tmp_path, monkeypatch):
+    from slmkit.collab import pii_tagger
+
+    monkeypatch.setenv("SLMKIT_CACHE", str(tmp_path))
+    model, tok = tiny_model("llama"), tiny_tokenizer()
+    first = pii_tagger.builtin_tagger(model, tok, records=24)
+    cached = list((tmp_path / "pii").iterdir())
+    assert len(cached) == 1 and cached[0].name.startswith("builtin-")
+    monkeypatch.setattr(pii_tagger, "train_tagger", lambda *a, **k: pytest.fail("retrained a cached tagger"))
+    again = pii_tagger.builtin_tagger(model, tok, records=24)
+    text = "Ship it to Ann Lee at 12 Oak Street"
+    assert again.words(text) == first.words(text)
+    other = tiny_model("llama", seed=5)
+    assert pii_tagger.model_fingerprint(other) != pii_tagger.model_fingerprint(model)

@@ -8,6 +8,8 @@ records ({"full_text", "spans": [{"entity_type", "start_position", "end_position
 
 from __future__ import annotations
 
+import hashlib
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,6 +201,41 @@ def train_tagger(model, tokenizer, records: list[dict], epochs: int = 12, layer:
             loss.backward()
             optimizer.step()
     return SpanTagger(model, tokenizer, head, layer)
+
+
+BUILTIN = "builtin"
+BUILTIN_RECORDS = 2000  # synthetic sentences the built-in tagger learns from
+
+
+def model_fingerprint(model) -> str:
+    """A short hash of a model's config and a strided sample of every weight: a different model gets another key."""
+    digest = hashlib.sha256(model.config.to_json_string().encode())
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            flat = param.detach().flatten()
+            digest.update(name.encode() + flat[:: max(1, flat.numel() // 64)][:64].float().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def builtin_tagger(model, tokenizer, records: int | None = None) -> SpanTagger:
+    """A tagger trained on slmkit's own synthetic sentences (slmkit.collab.pii_synth), no user data: trained once
+    per model on first use and cached under $SLMKIT_CACHE/pii."""
+    from slmkit.collab.pii_synth import SYNTH_VERSION, synthetic_records
+    from slmkit.models.loading import cache_dir
+    from slmkit.progress import progress_bar
+
+    count = records or BUILTIN_RECORDS
+    path = cache_dir() / "pii" / f"builtin-v{SYNTH_VERSION}-{count}-{model_fingerprint(model)}.pt"
+    if path.is_file():
+        return SpanTagger.load(path, model, tokenizer)
+    data = synthetic_records(count)
+    with progress_bar("training the built-in PII tagger (once per model)", total=len(data)) as advance:
+        tagger = train_tagger(model, tokenizer, data, progress=advance)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tagger.save(partial)
+    os.replace(partial, path)
+    return tagger
 
 
 def evaluate_detector(detect, records: list[dict], aliases: dict[str, str] | None = None) -> dict[str, dict]:

@@ -262,9 +262,10 @@ class PrivacyProxy:
     def default(cls, tagger_path: str | None = None, model=None, tokenizer=None, strict: bool = False) -> "PrivacyProxy":
         tagger = None
         if tagger_path:
-            from slmkit.collab.pii_tagger import SpanTagger
+            from slmkit.collab.pii_tagger import BUILTIN, SpanTagger, builtin_tagger
 
-            tagger = SpanTagger.load(tagger_path, model, tokenizer)
+            tagger = (builtin_tagger(model, tokenizer) if tagger_path == BUILTIN
+                      else SpanTagger.load(tagger_path, model, tokenizer))
         return cls(tagger, strict)
 
     def detect(self, text: str) -> list[Span]:

@@ -82,7 +82,7 @@ def check_choices(backend: str, upstream, upstream_model, cascade_threshold, rou
     if privacy_strict and not privacy_tagger:
         raise SlmError("--privacy-strict needs --privacy-tagger (it refuses what the tagger is unsure about)")
     for option, path in (("--router", router), ("--privacy-tagger", privacy_tagger)):
-        if path and not Path(path).is_file():
+        if path and path != "builtin" and not Path(path).is_file():
             raise SlmError(f"{option} file {path} not found")
 
 
@@ -92,6 +92,7 @@ def privacy_proxy(engine, tagger: str | None, strict: bool):
 
     if tagger is None:
         sys.stderr.write("warning: --privacy without --privacy-tagger sends these upstream in clear: "
-                         + "; ".join(UNTAGGED_TYPES) + " (train a tagger with `slm route pii-train`)\n")
+                         + "; ".join(UNTAGGED_TYPES) + " (add --privacy-tagger builtin, or a tagger from "
+                         "`slm route pii-train`)\n")
         return PrivacyProxy()
     return PrivacyProxy.default(tagger, engine.model, engine.tokenizer, strict=strict)
