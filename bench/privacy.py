@@ -2,6 +2,8 @@
 
     python bench/privacy.py                       # train the tagger on the training templates, then measure
     python bench/privacy.py --tagger T.pt         # measure a tagger trained before on the same split
+    python bench/privacy.py --synthetic 2000      # train on them plus 2000 of slmkit's synthetic sentences
+    python bench/privacy.py --tagger builtin      # the built-in tagger (synthetic sentences only, no presidio data)
     python bench/privacy.py --no-tagger           # rules only (`--privacy` without `--privacy-tagger`)
 
 The presidio synthetic set (../shared/data/safety/pii/presidio_synth_dataset_v2.json) is split by
@@ -99,19 +101,23 @@ def kept_rate(records: list[dict], received: list[str]) -> float:
     return kept / total
 
 
-def train(records: list[dict], out: Path, epochs: int, seed: int) -> Path:
+def train(records: list[dict], out: Path, epochs: int, seed: int, synthetic: int) -> Path:
+    """A tagger trained on `records` plus `synthetic` of slmkit's own synthetic sentences."""
     import torch
 
+    from slmkit.collab.pii_synth import synthetic_records
     from slmkit.collab.pii_tagger import train_tagger
     from slmkit.models.loading import load
 
     net, tokenizer = load("smollm2-135m")
     torch.manual_seed(seed)
     start = time.perf_counter()
-    tagger = train_tagger(net, tokenizer, records, epochs=epochs, seed=seed)
+    data = records + synthetic_records(synthetic, seed) if synthetic else records
+    tagger = train_tagger(net, tokenizer, data, epochs=epochs, seed=seed)
     path = out / "pii_tagger.pt"
     tagger.save(path)
-    print(f"tagger trained on {len(records)} records in {time.perf_counter() - start:.0f} s -> {path}", flush=True)
+    print(f"tagger trained on {len(records)} + {synthetic} synthetic records in {time.perf_counter() - start:.0f} s "
+          f"-> {path}", flush=True)
     return path
 
 
@@ -143,7 +149,8 @@ def main() -> None:
     from slmkit.collab.pii_tagger import split_by_template
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tagger", help="a tagger file trained on the same split (default: train one)")
+    parser.add_argument("--tagger", help="a tagger file trained on the same split, or 'builtin' (default: train one)")
+    parser.add_argument("--synthetic", type=int, default=0, help="add this many slmkit synthetic sentences to training")
     parser.add_argument("--no-tagger", action="store_true", help="rules only")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--test-fraction", type=float, default=0.2)
@@ -158,7 +165,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     records = json.loads(PII_FILE.read_text())
     train_records, test_records = split_by_template(records, args.test_fraction, args.seed)
-    tagger = None if args.no_tagger else args.tagger or str(train(train_records, out, args.epochs, args.seed))
+    tagger = None if args.no_tagger else args.tagger or str(train(train_records, out, args.epochs, args.seed,
+                                                                                args.synthetic))
     received, restored = through_proxy(test_records, tagger)
     rows = leak_table(test_records, received)
     templates = len({r["template_id"] for r in test_records})

@@ -58,6 +58,25 @@ def test_model_names_max_tokens_and_n(client, server):
     assert len(client.completions.create(model="tiny", prompt="x", max_tokens=2, n=1).choices) == 1
 
 
+def test_message_shapes(client):
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="tiny", messages=[{"role": "bot", "content": "hi"}], max_tokens=2)
+    assert err.value.param == "messages" and "role" in err.value.message
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": None}], max_tokens=2)
+    parts = client.chat.completions.create(model="tiny", max_tokens=4, temperature=0, messages=[
+        {"role": "user", "content": [{"type": "text", "text": "def "}, {"type": "text", "text": "f(x):"}]}])
+    plain = client.chat.completions.create(model="tiny", max_tokens=4, temperature=0,
+                                           messages=[{"role": "user", "content": "def f(x):"}])
+    assert parts.choices[0].message.content == plain.choices[0].message.content
+    calls = client.chat.completions.create(model="tiny", max_tokens=2, messages=[
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny"}])
+    assert calls.usage.completion_tokens >= 1
+
+
 def test_chat_and_completion_with_usage(client, server):
     engine = server.server.config.app.state.engine
     chat = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "def f(x):"}],
