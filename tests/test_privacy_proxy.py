@@ -231,3 +231,11 @@ def test_privacy_without_a_tagger_warns_and_strict_needs_one(tmp_path, capsys):
         build_app(folder, upstream="http://127.0.0.1:9/v1", upstream_model="big", privacy_strict=True)
     with pytest.raises(SlmError, match="--privacy-tagger file .* not found"):
         build_app(folder, upstream="http://127.0.0.1:9/v1", upstream_model="big", privacy_tagger=str(tmp_path / "no.pt"))
+
+
+def test_a_name_runs_on_over_the_capitalised_words_after_it():
+    proxy = PrivacyProxy(UnsureTagger())
+    assert proxy.redact("Ask Zed Moreau-Smith Junior about it")[0] == "Ask <PERSON_1> about it"
+    assert proxy.redact("ask zed about it")[0] == "ask zed about it"  # no tagger hit in lower case here
+    assert proxy.redact("Zed. The rest")[0] == "<PERSON_1>. The rest"
+    assert proxy.redact("ASK Zed Moreau")[0] == "ASK <PERSON_1>"

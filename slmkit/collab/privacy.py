@@ -176,6 +176,24 @@ def merge(primary: list[Span], secondary: list[Span], text: str) -> list[Span]:
     return sorted(out, key=lambda s: s.start)
 
 
+NAME_TYPES = frozenset({"PERSON", "ORGANIZATION", "STREET_ADDRESS", "GPE"})
+NEXT_CAPITALISED = re.compile(r" [A-ZÀ-Þ][a-zß-ÿ'’]+(?:-[A-ZÀ-Þ]?[a-zß-ÿ'’]+)*(?![\w-])")
+
+
+def extend_names(text: str, spans: list[Span]) -> list[Span]:
+    """A name runs on over the capitalised words right after it ("Roadify" -> "Roadify Transit"); in text
+    written all in one case capitals say nothing, so nothing changes there."""
+    if text.isupper() or text.islower():
+        return spans
+    out = []
+    for i, span in enumerate(spans):
+        end, limit = span.end, spans[i + 1].start if i + 1 < len(spans) else len(text)
+        while span.label in NAME_TYPES and (match := NEXT_CAPITALISED.match(text, end)) and match.end() <= limit:
+            end = match.end()
+        out.append(Span(span.start, end, span.label))
+    return out
+
+
 PLACEHOLDER = re.compile(r"<\s*([A-Z_]+?)_(\d+)\s*>")
 
 
@@ -272,14 +290,14 @@ class PrivacyProxy:
         spans = detect_rules(text, RULES, taken=placeholder_lookalikes(text))
         spans = merge(spans, detect_rules(text, ENTITY_RULES), text)
         if self.tagger is None:
-            return spans
+            return extend_names(text, spans)
         words = self.tagger.words(text)
         if self.strict:
             unsure = [w for w in words if self.tagger.unsure(w) and not any(s.start <= w.start and w.end <= s.end
                                                                            for s in spans)]
             if unsure:
                 raise PrivacyUncertain(text, unsure)
-        return merge(spans, self.tagger.spans_of(text, words), text)
+        return extend_names(text, merge(spans, self.tagger.spans_of(text, words), text))
 
     def redact(self, text: str, redaction: Redaction | None = None) -> tuple[str, Redaction]:
         redaction = redaction or Redaction()
