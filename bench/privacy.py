@@ -121,24 +121,30 @@ def train(records: list[dict], out: Path, epochs: int, seed: int, synthetic: int
     return path
 
 
-def through_proxy(records: list[dict], tagger: str | None) -> tuple[list[str], int]:
-    """Send each record through the real privacy server; the texts the upstream received, and answers restored."""
+def through_proxy(records: list[dict], tagger: str | None, strict: bool = False) -> tuple[list[str], int, int]:
+    """Send each record through the real privacy server: the text the upstream received for each ("" when the
+    strict server refused it), how many answers came back restored exactly, and how many were refused."""
     from serving import ServerThread, recording_upstream
 
     from slmkit.serve.build import build_app
 
     upstream_app, received = recording_upstream()
-    restored = 0
+    texts, restored, refused = [], 0, 0
     with ServerThread(upstream_app) as upstream:
         app = build_app("smollm2-135m", upstream=upstream.url, upstream_model="big", privacy=True,
-                        privacy_tagger=tagger, name="m")
+                        privacy_tagger=tagger, privacy_strict=strict, name="m")
         with ServerThread(app) as proxy, httpx.Client(timeout=120) as http:
             for record in records:
                 reply = http.post(proxy.url + "/chat/completions", json={
                     "model": "m", "messages": [{"role": "user", "content": record["full_text"]}], "max_tokens": 16})
+                if strict and reply.status_code == 400 and reply.json()["error"]["code"] == "privacy_uncertain":
+                    refused += 1
+                    texts.append("")
+                    continue
                 reply.raise_for_status()
                 restored += reply.json()["choices"][0]["message"]["content"] == "echo: " + record["full_text"]
-    return [body["messages"][0]["content"] for body in received], restored
+                texts.append(received[-1]["messages"][0]["content"])
+    return texts, restored, refused
 
 
 def fmt(value) -> str:
@@ -152,6 +158,7 @@ def main() -> None:
     parser.add_argument("--tagger", help="a tagger file trained on the same split, or 'builtin' (default: train one)")
     parser.add_argument("--synthetic", type=int, default=0, help="add this many slmkit synthetic sentences to training")
     parser.add_argument("--no-tagger", action="store_true", help="rules only")
+    parser.add_argument("--strict", action="store_true", help="serve with --privacy-strict; count the refusals")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--test-fraction", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
@@ -167,7 +174,7 @@ def main() -> None:
     train_records, test_records = split_by_template(records, args.test_fraction, args.seed)
     tagger = None if args.no_tagger else args.tagger or str(train(train_records, out, args.epochs, args.seed,
                                                                                 args.synthetic))
-    received, restored = through_proxy(test_records, tagger)
+    received, restored, refused = through_proxy(test_records, tagger, args.strict)
     rows = leak_table(test_records, received)
     templates = len({r["template_id"] for r in test_records})
     print(f"## privacy proxy leaks ({len(train_records)} training records; {len(test_records)} held-out records "
@@ -176,10 +183,10 @@ def main() -> None:
     for row in rows:
         print("| " + " | ".join(fmt(v) for v in row.values()) + " |")
     kept = kept_rate(test_records, received)
-    print(f"\nanswers restored exactly: {restored}/{len(test_records)}; words outside gold spans that reach the "
-          f"upstream unchanged: {kept:.1%}")
+    print(f"\nanswers restored exactly: {restored}/{len(test_records) - refused}; words outside gold spans that reach "
+          f"the upstream unchanged: {kept:.1%}" + (f"; refused by --privacy-strict: {refused}" if args.strict else ""))
     (out / "results.json").write_text(json.dumps({"rows": rows, "restored": restored, "test": len(test_records),
-                                                  "kept": kept}, indent=2))
+                                                  "kept": kept, "refused": refused}, indent=2))
 
 
 if __name__ == "__main__":
