@@ -180,7 +180,7 @@ def bench_load(url: str, pid: int, clients: int, requests: int, max_tokens: int)
     proc = psutil.Process(pid)
     rss_cold = proc.memory_info().rss
     warm = openai.OpenAI(base_url=url, api_key="x", max_retries=0, timeout=600)
-    warm.chat.completions.create(model="m", messages=[{"role": "user", "content": "Hello."}], max_tokens=max_tokens)
+    warm.chat.completions.create(model="llm", messages=[{"role": "user", "content": "Hello."}], max_tokens=max_tokens)
     rss_before = proc.memory_info().rss
     latencies, errors = [], []
     lock = threading.Lock()
@@ -190,7 +190,7 @@ def bench_load(url: str, pid: int, clients: int, requests: int, max_tokens: int)
         for j in range(requests):
             start = time.perf_counter()
             try:
-                client.chat.completions.create(model="m", messages=[{"role": "user", "content": f"Say hello to user {i}-{j}."}],
+                client.chat.completions.create(model="llm", messages=[{"role": "user", "content": f"Say hello to user {i}-{j}."}],
                                                max_tokens=max_tokens, temperature=0)
                 with lock:
                     latencies.append(time.perf_counter() - start)

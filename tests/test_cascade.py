@@ -61,7 +61,7 @@ def test_cascade_escalates_only_unsure_answers(tmp_path):
         assert scores[0] != scores[1]
         sure, unsure = (0, 1) if scores[0] > scores[1] else (1, 0)
         threshold = (scores[0] + scores[1]) / 2
-        app = build_app(folder, upstream=upstream.url, upstream_model="big", cascade_threshold=threshold)
+        app = build_app(folder, upstream=upstream.url, upstream_model="big", cascade_threshold=threshold, name="tiny")
         with ServerThread(app) as local:
             client = openai.OpenAI(base_url=local.url, api_key="x", max_retries=0)
             answers = {}

@@ -4,10 +4,22 @@ import json
 
 import httpx
 import openai
+import pytest
+import torch
 from serving import ServerThread, one_thread, recording_upstream  # noqa: F401 (autouse fixture)
 from tiny import save_tiny, tiny_model, tiny_tokenizer
 
-from slmkit.collab.pii_tagger import TAGS, SpanTagger, bio_tags, evaluate_detector, split_by_template, tags_to_spans, train_tagger
+from slmkit.collab.pii_tagger import (
+    TAGS,
+    SpanTagger,
+    TaggerHead,
+    bio_tags,
+    evaluate_detector,
+    spans_from_words,
+    split_by_template,
+    train_tagger,
+    word_scores,
+)
 from slmkit.collab.privacy import ENTITY_RULES, PrivacyProxy, Redaction, Span, detect_rules, iban_ok, luhn_ok, merge
 from slmkit.serve.build import build_app
 
@@ -59,14 +71,40 @@ def test_merge_keeps_what_a_rule_span_leaves_free():
     assert merge([Span(0, 4, "URL")], [Span(0, 4, "PERSON")], text) == [Span(0, 4, "URL")]
 
 
+def one_hot(tags: list[str], sure: float = 1.0) -> torch.Tensor:
+    """Tag probabilities putting `sure` on each named tag and the rest on O."""
+    probs = torch.zeros(len(tags), len(TAGS))
+    for i, tag in enumerate(tags):
+        probs[i, TAGS.index(tag)] += sure
+        probs[i, 0] += 1 - sure
+    return probs
+
+
+def tagged(text, offsets, probs, threshold=0.5):
+    return [(text[s.start:s.end], s.label) for s in spans_from_words(word_scores(text, offsets, probs), threshold)]
+
+
 def test_spans_cover_whole_words():
     text = "Billing Ann Lee"
     offsets = [(0, 1), (1, 7), (7, 11), (11, 15)]  # "B" "illing" " Ann" " Lee": a word split in two tokens
-    tag = TAGS.index
-    spans = tags_to_spans(text, offsets, [tag("O"), tag("B-ORGANIZATION"), tag("B-PERSON"), tag("I-PERSON")])
-    assert [(text[s.start:s.end], s.label) for s in spans] == [("Ann Lee", "PERSON")]
-    spans = tags_to_spans(text, offsets, [tag("B-PERSON"), tag("I-PERSON"), tag("O"), tag("O")])
-    assert [(text[s.start:s.end], s.label) for s in spans] == [("Billing", "PERSON")]
+    assert tagged(text, offsets, one_hot(["O", "O", "B-PERSON", "I-PERSON"])) == [("Ann Lee", "PERSON")]
+    # one token of a word tagged is enough to hide the whole word
+    assert tagged(text, offsets, one_hot(["O", "B-ORGANIZATION", "B-PERSON", "I-PERSON"])) == [
+        ("Billing", "ORGANIZATION"), ("Ann Lee", "PERSON")]
+    assert tagged(text, offsets, one_hot(["B-PERSON", "I-PERSON", "O", "O"])) == [("Billing", "PERSON")]
+    assert tagged(text, offsets, one_hot(["O", "O", "B-PERSON", "B-PERSON"])) == [("Ann", "PERSON"), ("Lee", "PERSON")]
+
+
+def test_threshold_and_unsure_band():
+    text = "Billing Ann Lee"
+    offsets = [(0, 7), (7, 11), (11, 15)]
+    probs = torch.cat([one_hot(["O"]), one_hot(["B-PERSON"], 0.4), one_hot(["I-PERSON"], 0.95)])
+    words = word_scores(text, offsets, probs)
+    assert [round(w.p, 2) for w in words] == [0.0, 0.4, 0.95]
+    assert tagged(text, offsets, probs, threshold=0.5) == [("Lee", "PERSON")]
+    assert tagged(text, offsets, probs, threshold=0.3) == [("Ann Lee", "PERSON")]
+    tagger = SpanTagger(None, None, TaggerHead(4, 2), 0, low=0.3, high=0.9)
+    assert [tagger.unsure(w) for w in words] == [False, True, False]
 
 
 def test_placeholders_are_stable_and_restored():
@@ -94,8 +132,8 @@ def test_bio_roundtrip_and_tiny_tagger(tmp_path):
     spans = [{"entity_type": "PERSON", "start_position": 8, "end_position": 15},
              {"entity_type": "ORGANIZATION", "start_position": 19, "end_position": 28}]
     offsets = [tuple(o) for o in tok(text, return_offsets_mapping=True)["offset_mapping"]]
-    back = tags_to_spans(text, offsets, bio_tags(offsets, spans))
-    assert {(text[s.start:s.end], s.label) for s in back} == {("Ann Lee", "PERSON"), ("Acme Corp", "ORGANIZATION")}
+    tags = [TAGS[t] for t in bio_tags(offsets, spans)]
+    assert set(tagged(text, offsets, one_hot(tags))) == {("Ann Lee", "PERSON"), ("Acme Corp", "ORGANIZATION")}
     model = tiny_model("llama")
     records = [{"full_text": f"Contact {n} at Acme Corp today", "template_id": i % 3,
                 "spans": [{"entity_type": "PERSON", "start_position": 8, "end_position": 8 + len(n)}]}
@@ -110,7 +148,8 @@ def test_bio_roundtrip_and_tiny_tagger(tmp_path):
 def test_privacy_proxy_over_http_sends_no_raw_pii(tmp_path):
     upstream_app, received = recording_upstream()
     with ServerThread(upstream_app) as upstream:
-        app = build_app(str(save_tiny(tmp_path / "tiny")), upstream=upstream.url, upstream_model="big", privacy=True)
+        app = build_app(str(save_tiny(tmp_path / "tiny")), upstream=upstream.url, upstream_model="big", privacy=True,
+                        name="tiny")
         with ServerThread(app) as local:
             client = openai.OpenAI(base_url=local.url, api_key="x", max_retries=0)
             reply = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": TEXT}], max_tokens=50)
@@ -126,3 +165,35 @@ def test_privacy_proxy_over_http_sends_no_raw_pii(tmp_path):
     assert reply.choices[0].message.content == "echo: " + TEXT  # every placeholder restored
     assert reply.model_extra["answered_by"] == "upstream"
     assert stats["upstream_calls"] == 2 and stats["upstream_prompt_tokens"] == 22
+
+
+def test_synthetic_records_mark_their_values():
+    from slmkit.collab.pii_synth import TEMPLATES, synthetic_records
+
+    records = synthetic_records(300, seed=1)
+    assert len({r["template_id"] for r in records}) > len(TEMPLATES) // 2
+    kinds = {s["entity_type"] for r in records for s in r["spans"]}
+    assert kinds == {"PERSON", "ORGANIZATION", "STREET_ADDRESS", "GPE"}
+    for r in records:
+        text = r["full_text"]
+        for s in r["spans"]:
+            value = text[s["start_position"]:s["end_position"]]
+            assert value and value == value.strip() and "{" not in value, (text, value)
+        assert "{" not in text
+    assert synthetic_records(5, seed=2) == synthetic_records(5, seed=2)
+
+
+def test_builtin_tagger_is_trained_once_per_model_and_cached(tmp_path, monkeypatch):
+    from slmkit.collab import pii_tagger
+
+    monkeypatch.setenv("SLMKIT_CACHE", str(tmp_path))
+    model, tok = tiny_model("llama"), tiny_tokenizer()
+    first = pii_tagger.builtin_tagger(model, tok, records=24)
+    cached = list((tmp_path / "pii").iterdir())
+    assert len(cached) == 1 and cached[0].name.startswith("builtin-")
+    monkeypatch.setattr(pii_tagger, "train_tagger", lambda *a, **k: pytest.fail("retrained a cached tagger"))
+    again = pii_tagger.builtin_tagger(model, tok, records=24)
+    text = "Ship it to Ann Lee at 12 Oak Street"
+    assert again.words(text) == first.words(text)
+    other = tiny_model("llama", seed=5)
+    assert pii_tagger.model_fingerprint(other) != pii_tagger.model_fingerprint(model)

@@ -48,7 +48,8 @@ def test_route_train_cli_and_server_routes_before_generation(tmp_path):
     assert json.loads(result.output.strip().splitlines()[-1])["train_accuracy"] == 1.0
     upstream_app, received = recording_upstream(reply="LLM answer")
     with ServerThread(upstream_app) as upstream:
-        app_ = build_app(str(folder), upstream=upstream.url, upstream_model="big", router=str(tmp_path / "router.pt"))
+        app_ = build_app(str(folder), upstream=upstream.url, upstream_model="big", router=str(tmp_path / "router.pt"),
+                         name="tiny")
         with ServerThread(app_) as local:
             client = openai.OpenAI(base_url=local.url, api_key="x", max_retries=0)
             who = []

@@ -25,7 +25,7 @@ def tiny_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(tiny_dir):
-    with ServerThread(build_app(str(tiny_dir), api_key=KEY, name="tiny")) as srv:
+    with ServerThread(build_app(str(tiny_dir), api_key=KEY, name=["tiny", "tiny-alias"])) as srv:
         yield srv
 
 
@@ -35,9 +35,46 @@ def client(server):
 
 
 def test_models_and_health(client, server):
-    assert [m.id for m in client.models.list().data] == ["tiny"]
+    assert [m.id for m in client.models.list().data] == ["tiny", "tiny-alias"]
     health = httpx.get(server.base + "/health").json()
-    assert health["status"] == "ok" and health["backend"] == "transformers"
+    assert health == {"status": "ok", "model": "tiny", "backend": "transformers", "uptime_s": health["uptime_s"]}
+    full = httpx.get(server.base + "/health", headers={"Authorization": f"Bearer {KEY}"}).json()
+    assert full["status"] == "ok" and {"queue", "requests", "completion_tokens", "errors"} <= set(full)
+
+
+def test_model_names_max_tokens_and_n(client, server):
+    assert client.completions.create(model="tiny-alias", prompt="x", max_tokens=2).usage.completion_tokens >= 1
+    with pytest.raises(openai.NotFoundError) as err:
+        client.completions.create(model="gpt-4o", prompt="x", max_tokens=2)
+    assert err.value.code == "model_not_found" and err.value.body["type"] == "invalid_request_error"
+    for field in ("max_tokens", "max_completion_tokens"):
+        for bad in (0, -3, 1.5):
+            with pytest.raises(openai.BadRequestError) as err:
+                client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}], **{field: bad})
+            assert err.value.param == field, (field, bad)
+    with pytest.raises(openai.BadRequestError) as err:
+        client.completions.create(model="tiny", prompt="x", max_tokens=2, n=2)
+    assert err.value.param == "n" and "n=1" in err.value.message
+    assert len(client.completions.create(model="tiny", prompt="x", max_tokens=2, n=1).choices) == 1
+
+
+def test_message_shapes(client):
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="tiny", messages=[{"role": "bot", "content": "hi"}], max_tokens=2)
+    assert err.value.param == "messages" and "role" in err.value.message
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": None}], max_tokens=2)
+    parts = client.chat.completions.create(model="tiny", max_tokens=4, temperature=0, messages=[
+        {"role": "user", "content": [{"type": "text", "text": "def "}, {"type": "text", "text": "f(x):"}]}])
+    plain = client.chat.completions.create(model="tiny", max_tokens=4, temperature=0,
+                                           messages=[{"role": "user", "content": "def f(x):"}])
+    assert parts.choices[0].message.content == plain.choices[0].message.content
+    calls = client.chat.completions.create(model="tiny", max_tokens=2, messages=[
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny"}])
+    assert calls.usage.completion_tokens >= 1
 
 
 def test_chat_and_completion_with_usage(client, server):
@@ -127,7 +164,7 @@ def test_concurrent_requests_all_get_their_own_answer(client, server):
         t.join(timeout=120)
     assert not errors and len(texts) == 16
     assert all(text == engine.decode(done_ids(engine, f"x = {i}", 4)) for (i, _), text in texts.items())
-    health = httpx.get(server.base + "/health").json()
+    health = httpx.get(server.base + "/health", headers={"Authorization": f"Bearer {KEY}"}).json()
     assert health["queue"] == 0 and health["max_batch"] == 8 and health["decode_batches"] >= 1
 
 

@@ -23,8 +23,9 @@ def serve_command(
     cascade_metric: str = typer.Option("mean", "--cascade-metric", help="mean or min token log-prob."),
     router: Optional[str] = typer.Option(None, "--router", help="A router file from `slm route train`."),
     privacy: bool = typer.Option(False, "--privacy", help="Replace personal data with placeholders before it goes upstream."),
-    privacy_tagger: Optional[str] = typer.Option(None, "--privacy-tagger", help="Also hide names/organisations/addresses with a tagger from `slm route pii-train`."),
-    name: Optional[str] = typer.Option(None, "--name", help="Model id reported by /v1/models (default: MODEL)."),
+    privacy_tagger: Optional[str] = typer.Option(None, "--privacy-tagger", help="Also hide names/organisations/addresses/places with a learned tagger: a file from `slm route pii-train`, or 'builtin' (trained once per model on slmkit's synthetic sentences, then cached). Implies --privacy."),
+    privacy_strict: bool = typer.Option(False, "--privacy-strict", help="Refuse (HTTP 400) a request in which the tagger is unsure whether a word is personal data, instead of guessing (needs --privacy-tagger)."),
+    name: Optional[list[str]] = typer.Option(None, "--name", help="Model id reported by /v1/models (default: MODEL); repeat for aliases that requests may use too."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch intra-op threads (default: torch's choice)."),
     max_batch: int = typer.Option(8, "--max-batch", min=1, help="Decode up to this many waiting requests together (1: one at a time)."),
 ) -> None:
@@ -39,7 +40,7 @@ def serve_command(
 
     server = build_app(model, backend=backend, api_key=api_key, draft=draft, upstream=upstream,
                        upstream_model=upstream_model, cascade_threshold=cascade_threshold, cascade_metric=cascade_metric,
-                       router=router, privacy=privacy or bool(privacy_tagger), privacy_tagger=privacy_tagger, name=name,
+                       router=router, privacy=privacy, privacy_tagger=privacy_tagger, privacy_strict=privacy_strict, name=name,
                        max_batch=max_batch)
     typer.echo(f"serving {model} on http://{host}:{port}/v1", err=True)
     uvicorn.run(server, host=host, port=port, log_level="warning")

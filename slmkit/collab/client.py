@@ -59,11 +59,15 @@ class UpstreamClient:
             return data
         raise UpstreamError(f"upstream {url} unreachable after {self.retries + 1} tries ({last})")
 
+    async def create(self, chat: bool, body: dict) -> dict:
+        """A chat completion (`body` has "messages") or a text completion ("prompt"), as the upstream's model."""
+        return await self.post("/chat/completions" if chat else "/completions", {**body, "model": self.model})
+
     async def chat(self, messages: list[dict], **params) -> dict:
-        return await self.post("/chat/completions", {"model": self.model, "messages": messages, **params})
+        return await self.create(True, {"messages": messages, **params})
 
     async def complete(self, prompt: str, **params) -> dict:
-        return await self.post("/completions", {"model": self.model, "prompt": prompt, **params})
+        return await self.create(False, {"prompt": prompt, **params})
 
     def stats(self) -> dict:
         return {"upstream_calls": self.calls, "upstream_prompt_tokens": self.prompt_tokens,

@@ -8,7 +8,10 @@ records ({"full_text", "spans": [{"entity_type", "start_position", "end_position
 
 from __future__ import annotations
 
+import hashlib
+import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,6 +22,7 @@ from slmkit.errors import SlmError
 
 LEARNED_TYPES = ("PERSON", "ORGANIZATION", "STREET_ADDRESS", "GPE")
 TAGS = ["O"] + [f"{p}-{t}" for t in LEARNED_TYPES for p in "BI"]
+DEFAULT_LOW, DEFAULT_HIGH = 0.15, 0.9
 
 
 def split_by_template(records: list[dict], test_fraction: float = 0.2, seed: int = 0) -> tuple[list[dict], list[dict]]:
@@ -49,49 +53,65 @@ def bio_tags(offsets: list[tuple[int, int]], spans: list[dict]) -> list[int]:
     return tags
 
 
-def word_tags(text: str, offsets: list[tuple[int, int]], tags: list[int]) -> list[int]:
-    """Give all tokens of a word the type most of them carry, so a span never starts or ends inside a word."""
+def words_of(text: str, offsets: list[tuple[int, int]]) -> list[list[int]]:
+    """Token indices grouped into words: a token continues a word when it touches it letter to letter."""
     words: list[list[int]] = []
-    for i, (a, _) in enumerate(offsets):
-        if words and offsets[i - 1][1] == a and 0 < a < len(text) and text[a - 1].isalnum() and text[a].isalnum():
-            words[-1].append(i)  # continues the previous token's word
+    for i, (a, b) in enumerate(offsets):
+        if b <= a:  # a special token with no text
+            continue
+        if words and offsets[words[-1][-1]][1] == a and 0 < a < len(text) and text[a - 1].isalnum() and text[a].isalnum():
+            words[-1].append(i)
         else:
             words.append([i])
-    out = list(tags)
-    for word in words:
-        kinds = [TAGS[tags[i]][2:] for i in word]  # "" for O
-        kind = max(kinds, key=kinds.count)
-        for n, i in enumerate(word):
-            if not kind:
-                out[i] = 0
-            elif n or kinds[0] != kind:
-                out[i] = TAGS.index(f"I-{kind}")  # an I- after O still starts a span
-    return out
+    return words
 
 
-def tags_to_spans(text: str, offsets: list[tuple[int, int]], tags: list[int]) -> list[Span]:
-    """Merge B/I runs into character spans of whole words, trimmed of surrounding whitespace."""
-    spans, current = [], None
-    for (a, b), tag in zip(offsets, word_tags(text, offsets, tags)):
-        name = TAGS[tag]
-        kind = name[2:] if name != "O" else None
-        if kind and current and current[2] == kind and (name[0] == "I" or a <= current[1]):
-            current[1] = b
-            continue
-        if current:
-            spans.append(current)
-        current = [a, b, kind] if kind else None
-    if current:
-        spans.append(current)
+@dataclass(frozen=True)
+class WordScore:
+    """One word as the tagger sees it: its most likely entity type, the probability that it is any entity
+    (1 - P(O), the largest over its tokens), and whether it more likely begins a span than continues one."""
+
+    start: int
+    end: int
+    label: str
+    p: float
+    begins: bool
+
+
+def word_scores(text: str, offsets: list[tuple[int, int]], probs: torch.Tensor) -> list[WordScore]:
+    """Per-word scores from per-token tag probabilities ([T, len(TAGS)])."""
     out = []
-    for a, b, kind in spans:
-        while a < b and text[a].isspace():
-            a += 1
-        while b > a and text[b - 1].isspace():
-            b -= 1
-        if b > a:
-            out.append(Span(a, b, kind))
+    for word in words_of(text, offsets):
+        start, end = offsets[word[0]][0], offsets[word[-1]][1]
+        while start < end and text[start].isspace():
+            start += 1
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        if end <= start:
+            continue
+        p = probs[word]
+        kind = int((p[:, 1::2] + p[:, 2::2]).sum(0).argmax())  # B- and I- of each type
+        first = p[0]
+        out.append(WordScore(start, end, LEARNED_TYPES[kind], float((1 - p[:, 0]).max()),
+                             bool(first[1 + 2 * kind] >= first[2 + 2 * kind])))
     return out
+
+
+def spans_from_words(words: list[WordScore], threshold: float) -> list[Span]:
+    """Words at or above `threshold` as spans: a word joins the span before it when it has the same type, follows
+    it directly and does not begin a new span."""
+    spans: list[list] = []
+    previous = None
+    for w in words:
+        if w.p < threshold:
+            previous = None
+            continue
+        if previous is not None and spans[-1][2] == w.label and not w.begins:
+            spans[-1][1] = w.end
+        else:
+            spans.append([w.start, w.end, w.label])
+        previous = w
+    return [Span(a, b, kind) for a, b, kind in spans]
 
 
 class TaggerHead(nn.Module):
@@ -105,22 +125,35 @@ class TaggerHead(nn.Module):
 
 
 class SpanTagger:
-    """The frozen SLM + a trained head; `spans(text)` is what the privacy proxy calls."""
+    """The frozen SLM + a trained head; the privacy proxy calls `words` and `spans_of`.
 
-    def __init__(self, model, tokenizer, head: TaggerHead, layer: int):
+    A word whose entity probability is at least `low` is redacted; `high` is the probability above which the
+    tagger is sure. In between it is guessing (towards redaction), which `--privacy-strict` refuses instead."""
+
+    def __init__(self, model, tokenizer, head: TaggerHead, layer: int, low: float = DEFAULT_LOW,
+                 high: float = DEFAULT_HIGH):
         self.model, self.tokenizer, self.head, self.layer = model, tokenizer, head.eval(), layer
+        self.low, self.high = low, high
 
     @torch.inference_mode()
-    def spans(self, text: str) -> list[Span]:
+    def words(self, text: str) -> list[WordScore]:
         if not text.strip():
             return []
         features, offsets = token_features(self.model, self.tokenizer, text, self.layer)
-        tags = self.head(features[None])[0].argmax(-1).tolist()
-        return tags_to_spans(text, offsets, tags)
+        return word_scores(text, offsets, torch.softmax(self.head(features[None])[0], -1))
+
+    def spans_of(self, text: str, words: list[WordScore]) -> list[Span]:
+        return spans_from_words(words, self.low)
+
+    def spans(self, text: str) -> list[Span]:
+        return self.spans_of(text, self.words(text))
+
+    def unsure(self, word: WordScore) -> bool:
+        return self.low <= word.p < self.high
 
     def save(self, path: str | Path) -> None:
         torch.save({"layer": self.layer, "hidden": self.head.lstm.input_size, "width": self.head.lstm.hidden_size,
-                    "state": self.head.state_dict()}, path)
+                    "low": self.low, "high": self.high, "state": self.head.state_dict()}, path)
 
     @classmethod
     def load(cls, path: str | Path, model, tokenizer) -> "SpanTagger":
@@ -128,12 +161,14 @@ class SpanTagger:
             blob = torch.load(path, map_location="cpu", weights_only=True)
         except FileNotFoundError:
             raise SlmError(f"PII tagger file {path} not found (make one with `slm route pii-train`)") from None
+        except Exception as err:  # noqa: BLE001 - any unreadable file gets the same one line
+            raise SlmError(f"PII tagger file {path} could not be read: {err}") from None
         if blob.get("hidden") != model.config.hidden_size:
             raise SlmError(f"PII tagger {path} was trained on a model with hidden size {blob.get('hidden')}, "
                            f"not {model.config.hidden_size}")
         head = TaggerHead(blob["hidden"], blob["width"])
         head.load_state_dict(blob["state"])
-        return cls(model, tokenizer, head, blob["layer"])
+        return cls(model, tokenizer, head, blob["layer"], blob.get("low", DEFAULT_LOW), blob.get("high", DEFAULT_HIGH))
 
 
 def train_tagger(model, tokenizer, records: list[dict], epochs: int = 12, layer: int | None = None, lr: float = 3e-3,
@@ -166,6 +201,41 @@ def train_tagger(model, tokenizer, records: list[dict], epochs: int = 12, layer:
             loss.backward()
             optimizer.step()
     return SpanTagger(model, tokenizer, head, layer)
+
+
+BUILTIN = "builtin"
+BUILTIN_RECORDS = 2000  # synthetic sentences the built-in tagger learns from
+
+
+def model_fingerprint(model) -> str:
+    """A short hash of a model's config and a strided sample of every weight: a different model gets another key."""
+    digest = hashlib.sha256(model.config.to_json_string().encode())
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            flat = param.detach().flatten()
+            digest.update(name.encode() + flat[:: max(1, flat.numel() // 64)][:64].float().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def builtin_tagger(model, tokenizer, records: int | None = None) -> SpanTagger:
+    """A tagger trained on slmkit's own synthetic sentences (slmkit.collab.pii_synth), no user data: trained once
+    per model on first use and cached under $SLMKIT_CACHE/pii."""
+    from slmkit.collab.pii_synth import SYNTH_VERSION, synthetic_records
+    from slmkit.models.loading import cache_dir
+    from slmkit.progress import progress_bar
+
+    count = records or BUILTIN_RECORDS
+    path = cache_dir() / "pii" / f"builtin-v{SYNTH_VERSION}-{count}-{model_fingerprint(model)}.pt"
+    if path.is_file():
+        return SpanTagger.load(path, model, tokenizer)
+    data = synthetic_records(count)
+    with progress_bar("training the built-in PII tagger (once per model)", total=len(data)) as advance:
+        tagger = train_tagger(model, tokenizer, data, progress=advance)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tagger.save(partial)
+    os.replace(partial, path)
+    return tagger
 
 
 def evaluate_detector(detect, records: list[dict], aliases: dict[str, str] | None = None) -> dict[str, dict]:

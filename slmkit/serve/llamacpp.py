@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Iterator
 
 from slmkit.errors import SlmError
-from slmkit.generation import SamplingParams, stop_ids
+from slmkit.generation import SamplingParams
+from slmkit.serve.engine import TokenizedEngine
 
 INSTALL_HINT = "the llama.cpp backend needs llama-cpp-python: pip install 'slmkit[llamacpp]' (builds from source, ~4 min)"
 
@@ -27,15 +28,15 @@ def gguf_path(spec: str):
                    "export one with --format gguf")
 
 
-class LlamaCppEngine:
+class LlamaCppEngine(TokenizedEngine):
+    """A llama.cpp context behind the server; requests run one at a time."""
+
     backend = "llama.cpp"
-    speculative_stats = None
-    can_batch = False  # one llama context: requests run one at a time
 
     def __init__(self, llama, tokenizer, name: str):
-        self.llama, self.tokenizer, self.name = llama, tokenizer, name
+        super().__init__(tokenizer, name)
+        self.llama = llama
         self.context_length = llama.n_ctx()
-        self.stop_token_ids = stop_ids(tokenizer)
 
     @classmethod
     def from_spec(cls, spec: str, name: str | None = None, n_ctx: int = 2048, threads: int | None = None) -> "LlamaCppEngine":
@@ -52,17 +53,6 @@ class LlamaCppEngine:
         llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, verbose=False)
         return cls(llama, tokenizer, name or spec)
 
-    def chat_ids(self, messages: list[dict]) -> list[int]:
-        if getattr(self.tokenizer, "chat_template", None):
-            return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"])
-        return self.text_ids("".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:")
-
-    def text_ids(self, text: str) -> list[int]:
-        return self.tokenizer(text)["input_ids"]
-
-    def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
-
     def stream(self, ids: list[int], params: SamplingParams) -> Iterator[int]:
         if params.seed is not None:
             self.llama.set_seed(params.seed)
@@ -72,9 +62,3 @@ class LlamaCppEngine:
             yield int(token)
             if token in params.stop_token_ids or count >= params.max_new_tokens:
                 return
-
-    def answer_logprobs(self, ids, answer):
-        raise SlmError("the cascade needs the transformers backend")
-
-    def embed(self, ids):
-        raise SlmError("the router needs the transformers backend")
