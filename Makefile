@@ -29,6 +29,7 @@ demo: $(STAMP)
 # Lint first: ruff (pyflakes, isort, bugbear) and the import-layer contract in pyproject.toml.
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/python -m pytest -q -m "not slow"

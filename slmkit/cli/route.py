@@ -158,6 +158,6 @@ def pii_train_command(
     net, tokenizer = load(model)
     with progress_bar("tagger features", total=len(train)) as advance:
         tagger = train_tagger(net, tokenizer, train, epochs=o.epochs, progress=advance)
-    tagger.save(o.out)
+    tagger.save(o.out, overwrite)
     report = evaluate_detector(PrivacyProxy(tagger).detect, test)
     typer.echo(json.dumps({"tagger": o.out, "train_records": len(train), "test_records": len(test), "per_type": report}, indent=2))

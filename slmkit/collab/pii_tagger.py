@@ -9,7 +9,6 @@ records ({"full_text", "spans": [{"entity_type", "start_position", "end_position
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from torch import nn
 
 from slmkit.collab.privacy import Span
 from slmkit.errors import SlmError
+from slmkit.outputs import atomic_file
 
 LEARNED_TYPES = ("PERSON", "ORGANIZATION", "STREET_ADDRESS", "GPE")
 TAGS = ["O"] + [f"{p}-{t}" for t in LEARNED_TYPES for p in "BI"]
@@ -151,9 +151,10 @@ class SpanTagger:
     def unsure(self, word: WordScore) -> bool:
         return self.low <= word.p < self.high
 
-    def save(self, path: str | Path) -> None:
-        torch.save({"layer": self.layer, "hidden": self.head.lstm.input_size, "width": self.head.lstm.hidden_size,
-                    "low": self.low, "high": self.high, "state": self.head.state_dict()}, path)
+    def save(self, path: str | Path, overwrite: bool = False) -> None:
+        with atomic_file(path, overwrite) as tmp:
+            torch.save({"layer": self.layer, "hidden": self.head.lstm.input_size, "width": self.head.lstm.hidden_size,
+                        "low": self.low, "high": self.high, "state": self.head.state_dict()}, tmp)
 
     @classmethod
     def load(cls, path: str | Path, model, tokenizer) -> "SpanTagger":
@@ -220,21 +221,18 @@ def model_fingerprint(model) -> str:
 def builtin_tagger(model, tokenizer, records: int | None = None) -> SpanTagger:
     """A tagger trained on slmkit's own synthetic sentences (slmkit.collab.pii_synth), no user data: trained once
     per model on first use and cached under $SLMKIT_CACHE/pii."""
+    from slmkit.cache import cache_dir
     from slmkit.collab.pii_synth import SYNTH_VERSION, synthetic_records
-    from slmkit.models.loading import cache_dir
     from slmkit.progress import progress_bar
 
     count = records or BUILTIN_RECORDS
-    path = cache_dir() / "pii" / f"builtin-v{SYNTH_VERSION}-{count}-{model_fingerprint(model)}.pt"
+    path = cache_dir("pii") / f"builtin-v{SYNTH_VERSION}-{count}-{model_fingerprint(model)}.pt"
     if path.is_file():
         return SpanTagger.load(path, model, tokenizer)
     data = synthetic_records(count)
     with progress_bar("training the built-in PII tagger (once per model)", total=len(data)) as advance:
         tagger = train_tagger(model, tokenizer, data, progress=advance)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tagger.save(partial)
-    os.replace(partial, path)
+    tagger.save(path, overwrite=True)  # a cache entry: whatever stood at its name is replaced
     return tagger
 
 

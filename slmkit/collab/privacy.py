@@ -276,16 +276,6 @@ class PrivacyProxy:
         self.tagger = tagger  # an object with .words(text) and .spans_of(words), e.g. pii_tagger.SpanTagger
         self.strict = strict
 
-    @classmethod
-    def default(cls, tagger_path: str | None = None, model=None, tokenizer=None, strict: bool = False) -> "PrivacyProxy":
-        tagger = None
-        if tagger_path:
-            from slmkit.collab.pii_tagger import BUILTIN, SpanTagger, builtin_tagger
-
-            tagger = (builtin_tagger(model, tokenizer) if tagger_path == BUILTIN
-                      else SpanTagger.load(tagger_path, model, tokenizer))
-        return cls(tagger, strict)
-
     def detect(self, text: str) -> list[Span]:
         spans = detect_rules(text, RULES, taken=placeholder_lookalikes(text))
         spans = merge(spans, detect_rules(text, ENTITY_RULES), text)

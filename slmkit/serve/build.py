@@ -95,4 +95,8 @@ def privacy_proxy(engine, tagger: str | None, strict: bool):
                          + "; ".join(UNTAGGED_TYPES) + " (add --privacy-tagger builtin, or a tagger from "
                          "`slm route pii-train`)\n")
         return PrivacyProxy()
-    return PrivacyProxy.default(tagger, engine.model, engine.tokenizer, strict=strict)
+    from slmkit.collab.pii_tagger import BUILTIN, SpanTagger, builtin_tagger
+
+    model, tokenizer = engine.model, engine.tokenizer
+    span_tagger = builtin_tagger(model, tokenizer) if tagger == BUILTIN else SpanTagger.load(tagger, model, tokenizer)
+    return PrivacyProxy(span_tagger, strict)
