@@ -14,7 +14,7 @@ from slmkit.errors import SlmError
 from slmkit.layouts.gguf import save as export_gguf
 from slmkit.serve.build import build_app
 
-NO_EXTRA = "llama-cpp-python is not installed (make install-llamacpp)"
+NO_EXTRA = "llama-cpp-python is not installed (make install)"
 ROOT = Path(__file__).resolve().parents[1]
 
 

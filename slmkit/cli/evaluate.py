@@ -17,6 +17,9 @@ from slmkit.errors import SlmError
 from slmkit.evaluate.trust import SUITES
 from slmkit.outputs import check_target
 
+BACKENDS = ("transformers", "llama.cpp")
+BACKEND = typer.Option("transformers", "--backend", help="Run the model in transformers, or a GGUF file in llama.cpp.")
+
 
 @app.command("eval")
 def eval_command(
@@ -32,13 +35,14 @@ def eval_command(
     max_windows: Optional[int] = typer.Option(None, "--max-windows", min=1, help="Score only the first K windows."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Windows per forward (default: fit 512 MiB of logits)."),
     dtype: Literal[DTYPE_NAMES] = typer.Option("float32", "--dtype"),
+    backend: Literal[BACKENDS] = BACKEND,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Evaluate a model: perplexity (GPTQ/SparseGPT/Wanda protocol), zero-shot tasks and trust evaluations."""
     from slmkit.data.corpus import check_source
     from slmkit.data.shared import shared_data_dir
-    from slmkit.evaluate.suite import check_trust, evaluate_suite
+    from slmkit.evaluate.suite import check_trust
     from slmkit.evaluate.tasks import parse_task_specs
     from slmkit.models.source import resolve_model
     from slmkit.recipe import check_task_file
@@ -58,6 +62,26 @@ def eval_command(
         raise SlmError(f"--trust-data: folder not found: {shared_data_dir(trust_data)}")
     if out:
         check_target(out, overwrite)
+    if backend == "llama.cpp":
+        payload, net = eval_llamacpp(model, ppl, task_files, trust_names, out, limit, seqlen, max_windows, as_json), None
+    else:
+        payload, net = eval_transformers(model, dtype, ppl, task_files, trust_names, limit, trust_data, seqlen, max_windows,
+                                         batch_size, as_json)
+    if out:
+        write_eval_output(out, model, net, payload, profile, dtype, overwrite)
+    if as_json:
+        typer.echo(json.dumps(payload))
+        return
+    if ppl:
+        typer.echo(f"perplexity {payload['perplexity']:.4f} over {payload['windows']} windows × {seqlen} tokens "
+                   f"({payload['tokens']} tokens, {payload['seconds']:.1f} s)")
+    print_suite(payload)
+
+
+def eval_transformers(model: str, dtype: str, ppl, task_files: dict, trust_names: list, limit, trust_data, seqlen: int,
+                      max_windows, batch_size, as_json: bool):
+    """(payload, model) of `slm eval` in transformers."""
+    from slmkit.evaluate.suite import evaluate_suite
     from slmkit.models.loading import load
 
     net, tokenizer = load(model, dtype)
@@ -69,15 +93,29 @@ def eval_command(
         payload.update(data=ppl, **result.to_dict())
     if task_files or trust_names:
         payload.update(evaluate_suite(net, tokenizer, task_files, trust_names, limit, trust_data, show_progress=not as_json))
-    if out:
-        write_eval_output(out, model, net, payload, profile, dtype, overwrite)
-    if as_json:
-        typer.echo(json.dumps(payload))
-        return
+    return payload, net
+
+
+def eval_llamacpp(model: str, ppl, task_files: dict, trust_names: list, out, limit, seqlen: int, max_windows,
+                  as_json: bool) -> dict:
+    """`slm eval --backend llama.cpp`: perplexity and zero-shot tasks from llama.cpp's logits, same tokens as transformers."""
+    from slmkit.evaluate.llamacpp import LlamaCppModel, gguf_path, gguf_tokenizer, perplexity_llamacpp
+
+    if trust_names or out:
+        raise SlmError(f"--backend llama.cpp computes --ppl and --tasks only, not {'--trust' if trust_names else '--out'}")
+    path, _ = gguf_path(model)
+    tokenizer = gguf_tokenizer(path)
+    payload: dict = {"model": model, "backend": "llama.cpp"}
     if ppl:
-        typer.echo(f"perplexity {payload['perplexity']:.4f} over {payload['windows']} windows × {seqlen} tokens "
-                   f"({payload['tokens']} tokens, {payload['seconds']:.1f} s)")
-    print_suite(payload)
+        from slmkit.evaluate.perplexity import tokenize_corpus
+
+        result = perplexity_llamacpp(path, tokenize_corpus(tokenizer, ppl), seqlen, max_windows, show_progress=not as_json)
+        payload.update(data=ppl, **result.to_dict())
+    if task_files:
+        from slmkit.evaluate.suite import evaluate_suite
+
+        payload.update(evaluate_suite(LlamaCppModel(path), tokenizer, task_files, [], limit, show_progress=not as_json))
+    return payload
 
 
 def write_eval_output(out: str, model: str, net, payload: dict, profile: bool, dtype: str, overwrite: bool) -> None:
@@ -128,13 +166,17 @@ def profile_command(
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Default: physical cores."),
     dtype: Literal[DTYPE_NAMES] = typer.Option("float32", "--dtype", help="Dtype of MODEL's float parts (activations, embeddings, norms)."),
     baseline_dtype: Optional[Literal[DTYPE_NAMES]] = typer.Option(None, "--baseline-dtype", help="Dtype of the baseline (default: --dtype)."),
+    backend: Literal[BACKENDS] = BACKEND,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
-    """Measure parameters, bytes, peak memory, prefill and decode tokens/s (each in a fresh process)."""
-    from slmkit.evaluate.profile import MEASURED, compare, measure_in_subprocess
+    """Measure parameters, bytes, peak memory, prefill and decode tokens/s (each in a fresh process).
+    With --backend llama.cpp: a GGUF file's size, peak RSS and speeds in llama.cpp, the baseline exported to F16 GGUF."""
+    from dataclasses import fields
+
+    from slmkit.evaluate.profile import compare, measure_in_subprocess
     from slmkit.models.saving import read_manifest
 
-    kwargs = dict(prompt_tokens=prompt_tokens, decode_tokens=decode_tokens, repeats=repeats, threads=threads, dtype=dtype)
+    kwargs = dict(prompt_tokens=prompt_tokens, decode_tokens=decode_tokens, repeats=repeats, threads=threads)
     if no_baseline:
         baseline = None
     elif baseline is None and Path(model).is_dir():
@@ -143,25 +185,40 @@ def profile_command(
         if spec:
             check_model(option, spec)
             check_tokens("--prompt-tokens + --decode-tokens", prompt_tokens + decode_tokens, spec)
-    profiles = {"model": measure_in_subprocess(model, **kwargs)}
-    if baseline:
-        profiles["baseline"] = measure_in_subprocess(baseline, **{**kwargs, "dtype": baseline_dtype or dtype})
+    if backend == "llama.cpp":
+        profiles = profile_llamacpp(model, baseline, kwargs)
+    else:
+        profiles = {"model": measure_in_subprocess(model, **kwargs, dtype=dtype)}
+        if baseline:
+            profiles["baseline"] = measure_in_subprocess(baseline, **kwargs, dtype=baseline_dtype or dtype)
     payload = {k: v.to_dict() for k, v in profiles.items()}
     if baseline:
         payload["ratios"] = compare(profiles["baseline"], profiles["model"])
     if as_json:
         typer.echo(json.dumps(payload))
         return
-    table = Table(title="efficiency profile")
+    table = Table(title=f"efficiency profile ({backend})")
     table.add_column("metric")
     for name in profiles:
         table.add_column(name, justify="right")
     if baseline:
         table.add_column("model/baseline", justify="right")
-    for field in (q.name for q in MEASURED):
+    for field in (f.name for f in fields(profiles["model"]) if "label" in f.metadata):
         cells = [f"{getattr(p, field):,.0f}" if isinstance(getattr(p, field), int) else f"{getattr(p, field):,.2f}"
                  for p in profiles.values()]
         if baseline:
             cells.append(f"{payload['ratios'][field]:.3f}×")
         table.add_row(field, *cells)
     Console().print(table)
+
+
+def profile_llamacpp(model: str, baseline: str | None, kwargs: dict) -> dict:
+    """The GGUF file and (if given) its baseline as an F16 GGUF export, each measured in llama.cpp in a fresh process."""
+    from slmkit.evaluate.llamacpp import gguf_path
+    from slmkit.evaluate.llamacpp_profile import dense_gguf, measure_llamacpp_in_subprocess
+
+    path, _ = gguf_path(model)
+    profiles = {"model": measure_llamacpp_in_subprocess(str(path), **kwargs)}
+    if baseline:
+        profiles["baseline"] = measure_llamacpp_in_subprocess(str(dense_gguf(baseline, "F16")), **kwargs)
+    return profiles

@@ -53,6 +53,16 @@ def perplexity(
     return perplexity_of_ids(model, tokenize_corpus(tokenizer, source), seqlen, max_windows, batch_size, show_progress)
 
 
+def window_count(ids: torch.Tensor, seqlen: int, max_windows: int | None) -> int:
+    """Full windows of `seqlen` tokens scored (at most `max_windows`); every backend scores the same ones."""
+    windows = ids.numel() // seqlen
+    if max_windows is not None:
+        windows = min(windows, max_windows)
+    if windows == 0:
+        raise SlmError(f"text has {ids.numel()} tokens, fewer than one window of {seqlen}")
+    return windows
+
+
 @torch.no_grad()
 def perplexity_of_ids(
     model,
@@ -62,11 +72,7 @@ def perplexity_of_ids(
     batch_size: int | None = None,
     show_progress: bool = True,
 ) -> PerplexityResult:
-    windows = ids.numel() // seqlen
-    if max_windows is not None:
-        windows = min(windows, max_windows)
-    if windows == 0:
-        raise SlmError(f"text has {ids.numel()} tokens, fewer than one window of {seqlen}")
+    windows = window_count(ids, seqlen, max_windows)
     if batch_size is None:
         batch_size = max(1, LOGITS_BUDGET_BYTES // (seqlen * model.config.vocab_size * 4))
     data = ids[: windows * seqlen].view(windows, seqlen)

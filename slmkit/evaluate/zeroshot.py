@@ -60,7 +60,11 @@ def lambada_metrics(scores: list[list[Score]]) -> dict:
 
 
 def score_task(model, tokenizer, task: Task, show_progress: bool = True) -> TaskScores:
+    """Scores of a task's requests; a model with its own `score_groups` (llama.cpp) scores them itself."""
     groups = [ex.requests for ex in task.examples]
+    scorer = getattr(model, "score_groups", None)
+    if scorer is not None:
+        return TaskScores(task, scorer(tokenizer, groups, show_progress, description=task.name))
     return TaskScores(task, score_groups(model, tokenizer, groups, show_progress, description=task.name))
 
 

@@ -12,7 +12,7 @@ from slmkit.errors import SlmError
 from slmkit.generation import SamplingParams
 from slmkit.serve.engine import TokenizedEngine
 
-INSTALL_HINT = "the llama.cpp backend needs llama-cpp-python: pip install 'slmkit[llamacpp]' (builds from source, ~4 min)"
+INSTALL_HINT = "the llama.cpp backend needs llama-cpp-python: make install (or pip install llama-cpp-python==0.3.36; it builds from source, ~4 min)"
 
 
 def gguf_path(spec: str):
