@@ -1,4 +1,4 @@
-"""The llama.cpp backend: a clear one-line error without the extra; real serving of slmkit's GGUF export with it."""
+"""The llama.cpp backend: a clear one-line error without the package; real serving of slmkit's GGUF export with it."""
 
 import os
 import subprocess
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_missing_package_is_one_clear_line(monkeypatch, tiny_folder):
     monkeypatch.setitem(sys.modules, "llama_cpp", None)  # import fails as if not installed
-    with pytest.raises(SlmError, match="pip install 'slmkit\\[llamacpp\\]'"):
+    with pytest.raises(SlmError, match="needs llama-cpp-python: make install"):
         build_app("smollm2-135m", backend="llama.cpp")
 
 
