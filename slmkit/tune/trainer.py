@@ -143,11 +143,7 @@ def train(
     from accelerate.utils import set_seed
 
     set_seed(options.seed)
-    world = accelerator.num_processes
-    tokens_per_step = options.batch_size * options.grad_accum * world * options.seqlen
-    max_steps = options.max_steps
-    if options.max_tokens:
-        max_steps = max(1, math.ceil(options.max_tokens / tokens_per_step))
+    max_steps = planned_steps(options, accelerator.num_processes)
     params = [p for p in objective.parameters() if p.requires_grad]
     if not params:
         raise SlmError("nothing to train: every parameter is frozen")
@@ -172,20 +168,7 @@ def train(
     with progress_bar("train", total=max_steps, enabled=show_progress and accelerator.is_main_process) as advance:
         advance(state["step"])
         while state["step"] < stop_at:
-            step = state["step"]
-            lr = cosine_lr(step, options.lr, options.warmup_steps, max_steps, options.min_lr_ratio)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            step_loss, step_tokens = accumulate(accelerator, objective, examples, step, options, pad_id)
-            loss_value = accelerator.reduce(step_loss, "mean").item()
-            grad_norm = accelerator.clip_grad_norm_(objective.parameters(), options.max_grad_norm or math.inf)
-            check_finite(step + 1, loss_value, 0.0 if grad_norm is None else float(grad_norm), options.checkpoint_dir)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            failpoint("train")
-            state["step"] += 1
-            state["losses"].append(loss_value)
-            state["tokens"] += int(accelerator.reduce(step_tokens, "sum").item())
+            lr = optimizer_step(accelerator, objective, optimizer, examples, state, options, pad_id, max_steps)
             elapsed = state["seconds"] + time.perf_counter() - start
             advance(1, loss=f"{state['losses'][-1]:.4f}", lr=f"{lr:.2e}", tok_s=f"{state['tokens'] / max(elapsed, 1e-9):.0f}")
             if options.eval_every and state["step"] % options.eval_every == 0 and state["step"] < max_steps:
@@ -196,11 +179,43 @@ def train(
     if state["step"] >= max_steps and (eval_fn is not None) and (not state["evals"] or state["evals"][-1]["step"] != max_steps):
         evaluate()
     accelerator.wait_for_everyone()
+    return result_of(state, resumed_from)
+
+
+def result_of(state: dict, resumed_from: int) -> TrainResult:
+    """The run's summary from the trainer state."""
     return TrainResult(
         steps=state["step"], tokens=state["tokens"], seconds=round(state["seconds"], 3),
         tokens_per_s=round(state["tokens"] / max(state["seconds"], 1e-9), 1),
         losses=state["losses"], evals=state["evals"], resumed_from=resumed_from,
     )
+
+
+def planned_steps(options, world: int) -> int:
+    """Optimizer steps of the whole run: options.max_steps, or enough for options.max_tokens."""
+    if not options.max_tokens:
+        return options.max_steps
+    tokens_per_step = options.batch_size * options.grad_accum * world * options.seqlen
+    return max(1, math.ceil(options.max_tokens / tokens_per_step))
+
+
+def optimizer_step(accelerator, objective, optimizer, examples, state: dict, options, pad_id: int, max_steps: int) -> float:
+    """One optimizer step at state["step"] (cosine LR, accumulation, clipping, finiteness check); updates state, returns the LR."""
+    step = state["step"]
+    lr = cosine_lr(step, options.lr, options.warmup_steps, max_steps, options.min_lr_ratio)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    step_loss, step_tokens = accumulate(accelerator, objective, examples, step, options, pad_id)
+    loss_value = accelerator.reduce(step_loss, "mean").item()
+    grad_norm = accelerator.clip_grad_norm_(objective.parameters(), options.max_grad_norm or math.inf)
+    check_finite(step + 1, loss_value, 0.0 if grad_norm is None else float(grad_norm), options.checkpoint_dir)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    failpoint("train")
+    state["step"] += 1
+    state["losses"].append(loss_value)
+    state["tokens"] += int(accelerator.reduce(step_tokens, "sum").item())
+    return lr
 
 
 def resume_state(accelerator, options) -> dict:
