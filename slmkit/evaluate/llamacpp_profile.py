@@ -8,17 +8,13 @@ reference is the baseline model exported to F16 GGUF (cached) and measured the s
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import statistics
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from slmkit.errors import SlmError
-from slmkit.evaluate.profile import default_threads, measured, peak_rss
+from slmkit.evaluate.profile import child_main, default_threads, in_child, measured, peak_rss
 
 
 @dataclass
@@ -80,12 +76,7 @@ def measure_llamacpp(path: str, prompt_tokens: int = 512, decode_tokens: int = 1
 
 def measure_llamacpp_in_subprocess(path: str, **kwargs) -> LlamaProfile:
     """Profile a GGUF file in a fresh Python process and return its measurements."""
-    cmd = [sys.executable, "-m", "slmkit.evaluate.llamacpp_profile", str(path), json.dumps(kwargs)]
-    result = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, SLMKIT_PROGRESS="0"))
-    if result.returncode != 0:
-        tail = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
-        raise SlmError(f"profiling {path} in llama.cpp failed: {tail}")
-    return LlamaProfile(**json.loads(result.stdout.strip().splitlines()[-1]))
+    return LlamaProfile(**in_child("slmkit.evaluate.llamacpp_profile", path, kwargs, f"profiling {path} in llama.cpp"))
 
 
 def dense_gguf(spec: str, qtype: str = "F16") -> Path:
@@ -114,9 +105,4 @@ def dense_gguf(spec: str, qtype: str = "F16") -> Path:
 
 
 if __name__ == "__main__":  # the child process of measure_llamacpp_in_subprocess
-    try:
-        profile = measure_llamacpp(sys.argv[1], **json.loads(sys.argv[2]))
-    except SlmError as err:
-        print(str(err), file=sys.stderr)
-        sys.exit(1)
-    print(json.dumps(profile.to_dict()))
+    child_main(measure_llamacpp)

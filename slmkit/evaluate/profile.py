@@ -157,13 +157,7 @@ def peak_rss(psutil) -> int:
 
 def measure_in_subprocess(spec: str, **kwargs) -> Profile:
     """Profile a model in a fresh Python process and return its measurements."""
-    cmd = [sys.executable, "-m", "slmkit.evaluate.profile", spec, json.dumps(kwargs)]
-    env = dict(os.environ, SLMKIT_PROGRESS="0")
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if result.returncode != 0:
-        tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise SlmError(f"profiling {spec} failed: {tail}")
-    return Profile(**json.loads(result.stdout.strip().splitlines()[-1]))
+    return Profile(**in_child("slmkit.evaluate.profile", spec, kwargs, f"profiling {spec}"))
 
 
 def compare(reference: Profile, other: Profile) -> dict[str, float]:
@@ -175,10 +169,25 @@ def compare(reference: Profile, other: Profile) -> dict[str, float]:
     return out
 
 
-if __name__ == "__main__":  # the child process of measure_in_subprocess
+def in_child(module: str, spec: str, kwargs: dict, what: str) -> dict:
+    """Run `module` as a fresh measuring process (see `child_main`) and return its JSON result."""
+    cmd = [sys.executable, "-m", module, str(spec), json.dumps(kwargs)]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, SLMKIT_PROGRESS="0"))
+    if result.returncode != 0:
+        tail = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
+        raise SlmError(f"{what} failed: {tail}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def child_main(measure_fn) -> None:
+    """The body of a measuring process: one JSON profile on stdout, or one error line on stderr and exit 1."""
     try:
-        profile = measure(sys.argv[1], **json.loads(sys.argv[2]))
+        profile = measure_fn(sys.argv[1], **json.loads(sys.argv[2]))
     except SlmError as err:
         print(str(err), file=sys.stderr)
         sys.exit(1)
     print(json.dumps(profile.to_dict()))
+
+
+if __name__ == "__main__":  # the child process of measure_in_subprocess
+    child_main(measure)
