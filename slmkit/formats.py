@@ -15,7 +15,7 @@ CODECS: dict[str, str] = {
     "gguf": "slmkit.layouts.gguf",
     "hf": "slmkit.layouts.hf",
 }
-GGUF_TYPES = ("F32", "F16", "Q8_0", "Q4_0")  # tensor types `slm export --format gguf` writes
+GGUF_TYPES = ("F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1")  # tensor types `slm export --format gguf` writes
 
 # The formats a recipe's `save:` and the CLI name, and what each writes.
 SAVE_FORMATS: dict[str, str] = {

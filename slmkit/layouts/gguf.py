@@ -1,6 +1,8 @@
 """The GGUF layout (llama.cpp, Ollama): one file holding the tokenizer, the config and every tensor.
 
-Saving writes F32, F16, Q8_0 or Q4_0 with the `gguf` package. Loading converts the file once
+Saving writes F32, F16 or a llama-quantize file type (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): each tensor
+gets llama-quantize's type (slmkit/ggml/mix.py) and is rounded by slmkit/ggml/rtn.py, which
+reproduces llama.cpp's quantizers byte for byte, then written raw. Loading converts the file once
 through transformers' GGUF support into a cached safetensors folder (later loads take seconds).
 
 Weights are renamed with gguf's tensor-name map and, for Llama-family attention, q/k rows are
@@ -26,6 +28,7 @@ import torch
 from slmkit.cache import cache_dir
 from slmkit.errors import SlmError
 from slmkit.formats import GGUF_TYPES as TYPES
+from slmkit.ggml.mix import tensor_type
 from slmkit.layouts import hf
 from slmkit.layouts.common import auto_tokenizer, first_line
 from slmkit.modules.quant_linear import QuantLinear
@@ -83,17 +86,19 @@ def add_tokenizer(writer, tokenizer, vocab_size: int) -> None:
 
 
 def tensor_data(tensor: torch.Tensor, qtype_name: str):
-    """(array, raw GGML type) for one tensor: vectors in F32, matrices in the requested type when the rows fit its blocks."""
+    """(array, raw GGML type) for one tensor of a known ggml type name: floats as they are, grids as slmkit's packed bytes."""
     import gguf
 
-    array = tensor.numpy().astype(np.float32)
-    if array.ndim == 1 or qtype_name == "F32":
-        return array, gguf.GGMLQuantizationType.F32
+    from slmkit.ggml.blocks import pack
+    from slmkit.ggml.rtn import quantize
+    from slmkit.ggml.types import GRID_TYPES
+
     qtype = gguf.GGMLQuantizationType[qtype_name]
-    block = gguf.GGML_QUANT_SIZES[qtype][0]
-    if array.shape[-1] % block:
-        qtype = gguf.GGMLQuantizationType.F16
-    return gguf.quants.quantize(array, qtype), qtype
+    if qtype_name == "F32":
+        return tensor.numpy().astype(np.float32), qtype
+    if qtype_name == "F16":
+        return tensor.numpy().astype(np.float16), qtype
+    return pack(quantize(tensor, GRID_TYPES[qtype_name])).numpy(), qtype
 
 
 @torch.no_grad()
@@ -129,8 +134,7 @@ def save(model, tokenizer, path: Path, qtype: str = "Q8_0") -> Path:
     writer.add_rope_freq_base(float(rope_theta))
     writer.add_layer_norm_rms_eps(config.rms_norm_eps)
     writer.add_vocab_size(config.vocab_size)
-    writer.add_file_type({"F32": gguf.LlamaFileType.ALL_F32, "F16": gguf.LlamaFileType.MOSTLY_F16,
-                          "Q8_0": gguf.LlamaFileType.MOSTLY_Q8_0, "Q4_0": gguf.LlamaFileType.MOSTLY_Q4_0}[qtype])
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32 if qtype == "F32" else gguf.LlamaFileType[f"MOSTLY_{qtype}"])
     add_tokenizer(writer, tokenizer, config.vocab_size)
 
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], config.num_hidden_layers)
@@ -148,7 +152,8 @@ def save(model, tokenizer, path: Path, qtype: str = "Q8_0") -> Path:
             tensor = permute_rotary(tensor, heads)
         elif family in PERMUTES_QK and name.endswith("k_proj.weight"):
             tensor = permute_rotary(tensor, kv_heads)
-        data, raw = tensor_data(tensor, qtype)
+        kind = tensor_type(new_name, tuple(tensor.shape), qtype, config.num_hidden_layers, tied, importance=False)
+        data, raw = tensor_data(tensor, kind)
         writer.add_tensor(new_name, data, raw_dtype=raw)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
