@@ -9,7 +9,7 @@ Weights are renamed with gguf's tensor-name map and, for Llama-family attention,
 reordered the way llama.cpp's rotary embedding expects (the inverse of what transformers undoes
 when it reads GGUF). Norms and biases stay float32; a 2-D weight whose rows are not a multiple
 of the 32-wide quantization block is written as F16. Packed QuantLinear layers are dequantized
-first. The tokenizer (byte-level BPE) is embedded, so the file is self-contained.
+first; GgmlLinear layers (already on a ggml grid) are written raw, byte for byte. The tokenizer (byte-level BPE) is embedded, so the file is self-contained.
 Supported families: llama (incl. SmolLM), mistral, qwen2.
 """
 
@@ -28,9 +28,11 @@ import torch
 from slmkit.cache import cache_dir
 from slmkit.errors import SlmError
 from slmkit.formats import GGUF_TYPES as TYPES
+from slmkit.ggml.blocks import GridTensor, dequantize, pack
 from slmkit.ggml.mix import tensor_type
 from slmkit.layouts import hf
 from slmkit.layouts.common import auto_tokenizer, first_line
+from slmkit.modules.ggml_linear import GgmlLinear
 from slmkit.modules.quant_linear import QuantLinear
 
 NAME = "gguf"
@@ -45,15 +47,36 @@ def permute_rotary(weight: torch.Tensor, heads: int) -> torch.Tensor:
     return weight.reshape(heads, 2, weight.shape[0] // heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
 
 
-def float_state_dict(model) -> dict[str, torch.Tensor]:
-    """The model's weights as float tensors, packed quantized layers dequantized."""
-    quantized = {name: m for name, m in model.named_modules() if isinstance(m, QuantLinear)}
+def float_state_dict(model) -> dict[str, torch.Tensor | GridTensor]:
+    """The model's weights as float tensors, packed quantized layers dequantized; ggml-grid layers as their blocks."""
+    quantized = {name: m for name, m in model.named_modules() if isinstance(m, (QuantLinear, GgmlLinear))}
     state = {name: t for name, t in model.state_dict().items() if name.rpartition(".")[0] not in quantized}
     for name, module in quantized.items():
-        state[f"{name}.weight"] = module.dequantized_weight()
+        grid = isinstance(module, GgmlLinear)
+        state[f"{name}.weight"] = module.grid() if grid else module.dequantized_weight()
         if module.bias is not None:
             state[f"{name}.bias"] = module.bias
-    return {k: v.detach().float() for k, v in state.items()}
+    return {k: v if isinstance(v, GridTensor) else v.detach().float() for k, v in state.items()}
+
+
+def permute_rows(tensor, heads: int):
+    """permute_rotary for a float tensor or, exactly, for a grid tensor's rows of blocks."""
+    if not isinstance(tensor, GridTensor):
+        return permute_rotary(tensor, heads)
+    m = None if tensor.m is None else permute_rotary(tensor.m, heads)
+    return GridTensor(tensor.type, permute_rotary(tensor.codes, heads), permute_rotary(tensor.d, heads), m)
+
+
+def grid_data(name: str, grid: GridTensor, kind: str, requantize: bool):
+    """(bytes, type) of a tensor already on a ggml grid: written as it is, or re-rounded only when allowed."""
+    import gguf
+
+    if grid.type.name == kind:
+        return pack(grid).numpy(), gguf.GGMLQuantizationType[kind]
+    if not requantize:
+        raise SlmError(f"tensor {name} is quantized on the {grid.type.name} grid and a {kind} tensor was asked: writing it "
+                       f"would re-round its weights (export with --type {grid.type.name}, or pass --requantize to allow it)")
+    return tensor_data(dequantize(grid), kind)
 
 
 def add_tokenizer(writer, tokenizer, vocab_size: int) -> None:
@@ -89,7 +112,6 @@ def tensor_data(tensor: torch.Tensor, qtype_name: str):
     """(array, raw GGML type) for one tensor of a known ggml type name: floats as they are, grids as slmkit's packed bytes."""
     import gguf
 
-    from slmkit.ggml.blocks import pack
     from slmkit.ggml.rtn import quantize
     from slmkit.ggml.types import GRID_TYPES
 
@@ -102,7 +124,7 @@ def tensor_data(tensor: torch.Tensor, qtype_name: str):
 
 
 @torch.no_grad()
-def save(model, tokenizer, path: Path, qtype: str = "Q8_0") -> Path:
+def save(model, tokenizer, path: Path, qtype: str = "Q8_0", requantize: bool = False) -> Path:
     """Write `model` (and its tokenizer) to a single GGUF file at `path`."""
     import gguf
 
@@ -148,12 +170,11 @@ def save(model, tokenizer, path: Path, qtype: str = "Q8_0") -> Path:
             if name.endswith("rotary_emb.inv_freq"):
                 continue
             raise SlmError(f"GGUF export: no GGUF name for tensor {name}")
-        if family in PERMUTES_QK and name.endswith("q_proj.weight"):
-            tensor = permute_rotary(tensor, heads)
-        elif family in PERMUTES_QK and name.endswith("k_proj.weight"):
-            tensor = permute_rotary(tensor, kv_heads)
+        if family in PERMUTES_QK and name.endswith(("q_proj.weight", "k_proj.weight")):
+            tensor = permute_rows(tensor, heads if name.endswith("q_proj.weight") else kv_heads)
         kind = tensor_type(new_name, tuple(tensor.shape), qtype, config.num_hidden_layers, tied, importance=False)
-        data, raw = tensor_data(tensor, kind)
+        grid = isinstance(tensor, GridTensor)
+        data, raw = grid_data(new_name, tensor, kind, requantize) if grid else tensor_data(tensor, kind)
         writer.add_tensor(new_name, data, raw_dtype=raw)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

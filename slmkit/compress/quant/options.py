@@ -21,6 +21,18 @@ class WeightQuantOptions(StepOptions):
     group_size: Optional[int] = Field(None, ge=0, description="inputs sharing one scale; 0 = per channel "
                                       "(default: 64 for < 8 bits, per channel for 8 bits)")
     symmetric: bool = Field(True, description="symmetric grid (zero point fixed at the middle)")
+    gguf_type: Optional[str] = Field(None, description="round onto this llama.cpp grid instead (Q4_0, Q4_1, Q5_0, "
+                                     "Q5_1, Q8_0: blocks of 32 with fp16 scales); bits/group-size/symmetric are then "
+                                     "the grid's, and the model exports to GGUF bit-exactly")
+
+    @field_validator("gguf_type")
+    @classmethod
+    def _known_grid(cls, value: Optional[str]) -> Optional[str]:
+        from slmkit.ggml.types import GRID_TYPES
+
+        if value is not None and value.upper() not in GRID_TYPES:
+            raise ValueError(f"gguf_type must be one of {', '.join(GRID_TYPES)} (got {value})")
+        return None if value is None else value.upper()
 
     @field_validator("bits")
     @classmethod

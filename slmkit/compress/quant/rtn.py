@@ -17,9 +17,24 @@ def spec_of(options: WeightQuantOptions) -> QuantSpec:
 @torch.no_grad()
 def rtn_quantize(model, tokenizer, options: WeightQuantOptions, context=None):
     """Replace every decoder Linear by a packed QuantLinear of its rounded weights."""
+    if getattr(options, "gguf_type", None):
+        return rtn_onto_ggml(model, options.gguf_type)
     spec = spec_of(options)
     check_group_size(model, spec.group_size)
     for name, module in decoder_linears(model).items():
         codes, scale, zero = quantize_rtn(linear_weight(module), spec)
         replace_with_quant(model, name, codes, scale, zero, spec.bits, group_size=spec.group_size)
+    return model
+
+
+@torch.no_grad()
+def rtn_onto_ggml(model, gguf_type: str):
+    """Every decoder Linear rounded by llama.cpp's reference quantizer onto `gguf_type`, kept as GgmlLinear."""
+    from slmkit.compress.quant.ggml_grid import check_model_rows
+    from slmkit.ggml.rtn import quantize
+    from slmkit.modules.ggml_linear import replace_with_ggml
+
+    t = check_model_rows(model, gguf_type)
+    for name, module in decoder_linears(model).items():
+        replace_with_ggml(model, name, quantize(linear_weight(module), t))
     return model

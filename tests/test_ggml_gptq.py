@@ -1,0 +1,103 @@
+"""GPTQ and RTN onto ggml grids: the GGUF file decodes to exactly slmkit's weights, and llama.cpp runs them."""
+
+from __future__ import annotations
+
+import gguf
+import numpy as np
+import pytest
+import torch
+from tiny import tiny_model, tiny_tokenizer
+
+from slmkit.anatomy import decoder_linears
+from slmkit.compress.quant.gptq import gptq_codes, gptq_quantize
+from slmkit.compress.quant.options import GPTQOptions, RTNOptions
+from slmkit.compress.quant.rtn import rtn_quantize
+from slmkit.errors import SlmError
+from slmkit.ggml.blocks import dequantize
+from slmkit.ggml.rtn import quantize
+from slmkit.ggml.types import grid_type
+from slmkit.layouts.gguf import permute_rotary
+from slmkit.layouts.gguf import save as export_gguf
+from slmkit.modules.ggml_linear import GgmlLinear
+from slmkit.steps import StepContext
+
+NAMES = {"q_proj": "attn_q", "k_proj": "attn_k", "v_proj": "attn_v", "o_proj": "attn_output",
+         "gate_proj": "ffn_gate", "up_proj": "ffn_up", "down_proj": "ffn_down"}
+
+
+def gptq_model(gguf_type: str, **options):
+    model = tiny_model("llama", seed=7, hidden_size=64, intermediate_size=128)
+    context = StepContext(tokenizer=tiny_tokenizer(), nsamples=4, seqlen=32)
+    return gptq_quantize(model, tiny_tokenizer(), GPTQOptions(gguf_type=gguf_type, **options), context)
+
+
+def file_weight(reader_tensors, path: str, config) -> torch.Tensor:
+    """The file's decoded weight for decoder Linear `path`, rotary permutation undone."""
+    layer, proj = path.split(".")[2], path.split(".")[-1]
+    t = reader_tensors[f"blk.{layer}.{NAMES[proj]}.weight"]
+    w = torch.from_numpy(gguf.quants.dequantize(t.data, t.tensor_type).reshape(t.data.shape[0], -1).copy())
+    heads = {"q_proj": config.num_attention_heads, "k_proj": config.num_key_value_heads}.get(proj)
+    if heads:  # permute_rotary's inverse: view as [heads, half, 2, ...] and swap back
+        w = w.reshape(heads, w.shape[0] // heads // 2, 2, -1).swapaxes(1, 2).reshape(w.shape)
+    return w
+
+
+@pytest.mark.parametrize("gguf_type,act_order", [("Q4_0", True), ("Q4_0", False), ("Q4_1", True), ("Q5_0", True),
+                                                 ("Q8_0", False)])
+def test_gguf_of_gptq_decodes_to_slmkit_weights_bit_for_bit(tmp_path, gguf_type, act_order):
+    model = gptq_model(gguf_type, act_order=act_order)
+    linears = decoder_linears(model)
+    assert linears and all(isinstance(m, GgmlLinear) and m.gguf_type == gguf_type for m in linears.values())
+    reader = gguf.GGUFReader(export_gguf(model, tiny_tokenizer(), tmp_path / "m.gguf", gguf_type))
+    tensors = {t.name: t for t in reader.tensors}
+    for path, module in linears.items():
+        theirs = file_weight(tensors, path, model.config)
+        assert torch.equal(theirs.view(torch.int32), module.dequantized_weight().view(torch.int32)), path
+
+
+def test_permutation_inverse_used_by_the_test_is_exact():
+    w = torch.randn(16, 8)
+    p = permute_rotary(w, 2)
+    assert torch.equal(p.reshape(2, 4, 2, -1).swapaxes(1, 2).reshape(w.shape), w)
+
+
+@pytest.mark.parametrize("name", ["Q4_0", "Q4_1", "Q5_0"])
+@pytest.mark.parametrize("act_order", [False, True])
+def test_gptq_on_the_grid_beats_rtn_on_the_grid(name, act_order):
+    """Output error on correlated inputs: GPTQ's error feedback pays off on the decoded grid."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(512, 128, generator=g) @ (torch.randn(128, 128, generator=g) * 0.3 + torch.eye(128))
+    w = torch.randn(64, 128, generator=g)
+    t = grid_type(name)
+    q = gptq_codes(w, x.T @ x / len(x), t, act_order=act_order, blocksize=32)
+    rtn = dequantize(quantize(w, t))
+    err = lambda w_hat: float((x @ (w - w_hat).T).pow(2).sum())  # noqa: E731
+    assert err(dequantize(q)) < 0.8 * err(rtn)
+
+
+def test_llama_cpp_logits_match_slmkit(tmp_path):
+    llama_cpp = pytest.importorskip("llama_cpp")
+    model = gptq_model("Q8_0", act_order=True)
+    path = export_gguf(model, tiny_tokenizer(), tmp_path / "m.gguf", "Q8_0")
+    ids = list(range(5, 45))
+    llm = llama_cpp.Llama(str(path), logits_all=True, n_ctx=64, n_threads=1, verbose=False)
+    llm.eval(ids)
+    theirs = np.array(llm.scores[: len(ids)])
+    with torch.no_grad():
+        mine = model(torch.tensor([ids])).logits[0].numpy()
+    # ggml multiplies Q8_0 weights by activations it rounds to 8 bits itself: close, not bit-equal.
+    assert np.abs(theirs - mine).max() < 0.05 * np.abs(mine).max()
+    assert (theirs.argmax(-1) == mine.argmax(-1)).mean() > 0.9
+
+
+def test_errors_before_work(tmp_path):
+    with pytest.raises(ValueError, match="gguf_type must be one of"):
+        GPTQOptions(gguf_type="Q3_K")
+    with pytest.raises(SlmError, match="rows of 48 values"):
+        rtn_quantize(tiny_model("llama", hidden_size=48, intermediate_size=96), None, RTNOptions(gguf_type="Q4_0"))
+    with pytest.raises(SlmError, match="cannot store pruned weights"):
+        gptq_model("Q4_1", sparsity=0.5)
+    model = rtn_quantize(tiny_model("llama"), None, RTNOptions(gguf_type="Q4_0"))
+    with pytest.raises(SlmError, match="Q4_0 grid and a Q8_0 tensor was asked.*--requantize"):
+        export_gguf(model, tiny_tokenizer(), tmp_path / "m.gguf", "Q8_0")
+    assert gguf.GGUFReader(export_gguf(model, tiny_tokenizer(), tmp_path / "m.gguf", "Q8_0", requantize=True)).tensors
