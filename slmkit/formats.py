@@ -22,4 +22,6 @@ SAVE_FORMATS: dict[str, str] = {
     "hf": "a Hugging Face folder (factorized models keep their factors, in the low_rank layout)",
     "hf_merged": "a plain Hugging Face folder, low-rank factors multiplied back",
     "compressed-tensors": "compressed-tensors (vLLM): packed integer weights, or the sparse bitmask of a pruned model",
+    "gguf": "one GGUF file (llama.cpp) model.gguf: layers on a ggml grid (--gguf-type) written as they are, "
+            "other tensors typed as llama-quantize types them; a float model in F16",
 }

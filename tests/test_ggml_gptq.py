@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import gguf
 import numpy as np
 import pytest
@@ -101,3 +105,39 @@ def test_errors_before_work(tmp_path):
     with pytest.raises(SlmError, match="Q4_0 grid and a Q8_0 tensor was asked.*--requantize"):
         export_gguf(model, tiny_tokenizer(), tmp_path / "m.gguf", "Q8_0")
     assert gguf.GGUFReader(export_gguf(model, tiny_tokenizer(), tmp_path / "m.gguf", "Q8_0", requantize=True)).tensors
+
+
+def test_gguf_loads_back_onto_the_same_blocks_and_reexports_raw(tmp_path):
+    from slmkit.layouts import gguf as codec
+
+    model = gptq_model("Q5_0")
+    first = export_gguf(model, tiny_tokenizer(), tmp_path / "a.gguf")
+    back, tokenizer = codec.load(first)
+    linears = decoder_linears(back)
+    assert all(isinstance(m, GgmlLinear) and m.gguf_type == "Q5_0" for m in linears.values())
+    for path, module in decoder_linears(model).items():
+        assert torch.equal(linears[path].codes, module.codes) and torch.equal(linears[path].d, module.d)
+    second = export_gguf(back, tokenizer, tmp_path / "b.gguf")
+    a, b = ({t.name: np.asarray(t.data) for t in gguf.GGUFReader(p).tensors} for p in (first, second))
+    # The token embedding is an nn.Embedding, loaded as floats and rounded again on export (known gap).
+    assert a.keys() == b.keys() and [k for k in a if not np.array_equal(a[k], b[k])] in ([], ["token_embd.weight"])
+
+
+def test_cli_compress_to_gguf_then_export_raw_or_refuse(tmp_path, tiny_folder):
+    def slm(*args, check=True):
+        env = dict(os.environ, SLMKIT_PROGRESS="0", HF_HUB_OFFLINE="1")
+        result = subprocess.run([sys.executable, "-m", "slmkit.cli", *args], capture_output=True, text=True, env=env)
+        assert result.returncode == 0 or not check, result.stderr
+        return result
+
+    out = tmp_path / "m.gguf"
+    slm("compress", str(tiny_folder), "--method", "rtn", "--gguf-type", "Q5_0", "--out", str(out))
+    types = {t.name: t.tensor_type.name for t in gguf.GGUFReader(out).tensors}
+    assert types["blk.0.attn_q.weight"] == "Q5_0" and types["output_norm.weight"] == "F32"
+    raw = tmp_path / "again.gguf"
+    slm("export", str(out), "--format", "gguf", "--out", str(raw))
+    a, b = ({t.name: np.asarray(t.data) for t in gguf.GGUFReader(p).tensors} for p in (out, raw))
+    assert all(np.array_equal(a[k], b[k]) for k in a if k.startswith("blk."))
+    result = slm("export", str(out), "--format", "gguf", "--type", "Q8_0", "--out", str(tmp_path / "x.gguf"), check=False)
+    assert result.returncode == 1 and "--requantize" in result.stderr and not (tmp_path / "x.gguf").exists()
+    assert len(result.stderr.strip().splitlines()) == 1

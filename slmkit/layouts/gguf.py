@@ -123,10 +123,28 @@ def tensor_data(tensor: torch.Tensor, qtype_name: str):
     return pack(quantize(tensor, GRID_TYPES[qtype_name])).numpy(), qtype
 
 
+GRIDS_KEY = "slmkit.ggml_grids"
+FILE = "model.gguf"  # the file's name inside an output folder (format gguf of a recipe or `slm compress`)
+
+
+def model_grid(model) -> str | None:
+    """The ggml type the model's grid layers share (None for a float model); an error if they mix types."""
+    kinds = {m.gguf_type for m in model.modules() if isinstance(m, GgmlLinear)}
+    if len(kinds) > 1:
+        raise SlmError(f"the model mixes ggml grids ({', '.join(sorted(kinds))}); export with --type and --requantize")
+    return kinds.pop() if kinds else None
+
+
 @torch.no_grad()
-def save(model, tokenizer, path: Path, qtype: str = "Q8_0", requantize: bool = False) -> Path:
-    """Write `model` (and its tokenizer) to a single GGUF file at `path`."""
+def save(model, tokenizer, path: Path, qtype: str | None = None, requantize: bool = False) -> Path:
+    """Write `model` (and its tokenizer) to one GGUF file at `path` (a folder: its model.gguf).
+
+    The file type defaults to the model's own grid, else F16."""
     import gguf
+
+    if path.is_dir():
+        path = path / FILE
+    qtype = (qtype or model_grid(model) or "F16").upper()
 
     config = model.config
     family = config.model_type
@@ -158,24 +176,10 @@ def save(model, tokenizer, path: Path, qtype: str = "Q8_0", requantize: bool = F
     writer.add_vocab_size(config.vocab_size)
     writer.add_file_type(gguf.LlamaFileType.ALL_F32 if qtype == "F32" else gguf.LlamaFileType[f"MOSTLY_{qtype}"])
     add_tokenizer(writer, tokenizer, config.vocab_size)
+    if model_grid(model):  # tells slmkit's loader that these blocks are the model (restore_grids), not a float source
+        writer.add_bool(GRIDS_KEY, True)
 
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], config.num_hidden_layers)
-    state = float_state_dict(model)
-    tied = getattr(config, "tie_word_embeddings", False)
-    for name, tensor in state.items():
-        if name == "lm_head.weight" and tied:
-            continue
-        new_name = names.get_name(name, try_suffixes=(".weight", ".bias"))
-        if new_name is None:
-            if name.endswith("rotary_emb.inv_freq"):
-                continue
-            raise SlmError(f"GGUF export: no GGUF name for tensor {name}")
-        if family in PERMUTES_QK and name.endswith(("q_proj.weight", "k_proj.weight")):
-            tensor = permute_rows(tensor, heads if name.endswith("q_proj.weight") else kv_heads)
-        kind = tensor_type(new_name, tuple(tensor.shape), qtype, config.num_hidden_layers, tied, importance=False)
-        grid = isinstance(tensor, GridTensor)
-        data, raw = grid_data(new_name, tensor, kind, requantize) if grid else tensor_data(tensor, kind)
-        writer.add_tensor(new_name, data, raw_dtype=raw)
+    add_tensors(writer, model, arch, qtype, requantize)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -183,7 +187,33 @@ def save(model, tokenizer, path: Path, qtype: str = "Q8_0", requantize: bool = F
     return path
 
 
+def add_tensors(writer, model, arch: str, qtype: str, requantize: bool) -> None:
+    """Every tensor under its GGUF name and llama-quantize's type for `qtype`; grid layers raw."""
+    import gguf
+
+    config = model.config
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], config.num_hidden_layers)
+    tied = getattr(config, "tie_word_embeddings", False)
+    for name, tensor in float_state_dict(model).items():
+        if name == "lm_head.weight" and tied:
+            continue
+        new_name = names.get_name(name, try_suffixes=(".weight", ".bias"))
+        if new_name is None:
+            if name.endswith("rotary_emb.inv_freq"):
+                continue
+            raise SlmError(f"GGUF export: no GGUF name for tensor {name}")
+        if config.model_type in PERMUTES_QK and name.endswith(("q_proj.weight", "k_proj.weight")):
+            q = name.endswith("q_proj.weight")
+            tensor = permute_rows(tensor, config.num_attention_heads if q else config.num_key_value_heads)
+        kind = tensor_type(new_name, tuple(tensor.shape), qtype, config.num_hidden_layers, tied, importance=False)
+        grid = isinstance(tensor, GridTensor)
+        data, raw = grid_data(new_name, tensor, kind, requantize) if grid else tensor_data(tensor, kind)
+        writer.add_tensor(new_name, data, raw_dtype=raw)
+
+
 def detect(path: Path) -> bool:
+    if path.is_dir() and not (path / "config.json").exists():
+        path = path / FILE
     if not path.is_file():
         return False
     with open(path, "rb") as f:
@@ -191,8 +221,51 @@ def detect(path: Path) -> bool:
 
 
 def load(path: Path, dtype: str = "float32", name: str | None = None):
-    """(model, tokenizer) of a GGUF file, through its cached float folder."""
-    return hf.load(to_folder(path, name), dtype)
+    """(model, tokenizer) of a GGUF file (or a folder holding model.gguf), through its cached float folder;
+    decoder Linears stored on a ggml grid come back as GgmlLinear holding the file's exact blocks."""
+    path = path / FILE if path.is_dir() else path
+    model, tokenizer = hf.load(to_folder(path, name), dtype)
+    restore_grids(model, path)
+    return model, tokenizer
+
+
+def restore_grids(model, path: Path) -> None:
+    """Replace each decoder Linear whose GGUF tensor is on a ggml grid by a GgmlLinear of its raw blocks.
+
+    Only in files slmkit quantized onto a grid (GRIDS_KEY): other GGUF files (the embedded model's
+    Q4_1 among them) are sources to compress and load as plain float Linears."""
+    import gguf
+
+    from slmkit.anatomy import decoder_linears
+    from slmkit.ggml.blocks import unpack
+    from slmkit.ggml.types import GRID_TYPES
+    from slmkit.modules.ggml_linear import replace_with_ggml
+
+    config = model.config
+    arch = ARCHS.get(config.model_type)
+    if arch is None:
+        return
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], config.num_hidden_layers)
+    reader = gguf.GGUFReader(path)
+    if GRIDS_KEY not in reader.fields:
+        return
+    tensors = {t.name: t for t in reader.tensors}
+    for hf_name in decoder_linears(model):
+        t = tensors.get(names.get_name(f"{hf_name}.weight", try_suffixes=(".weight",)) or "")
+        if t is None or t.tensor_type.name not in GRID_TYPES:
+            continue
+        raw = torch.from_numpy(np.ascontiguousarray(t.data).view(np.uint8).copy())
+        grid = unpack(raw, GRID_TYPES[t.tensor_type.name], int(t.shape[0]))
+        if config.model_type in PERMUTES_QK and hf_name.endswith(("q_proj", "k_proj")):
+            grid = unpermute_rows(grid, config.num_attention_heads if hf_name.endswith("q_proj") else config.num_key_value_heads)
+        replace_with_ggml(model, hf_name, grid)
+
+
+def unpermute_rows(grid: GridTensor, heads: int) -> GridTensor:
+    """The inverse of permute_rows on a grid tensor."""
+    def back(x):
+        return x.reshape(heads, x.shape[0] // heads // 2, 2, *x.shape[1:]).swapaxes(1, 2).reshape(x.shape)
+    return GridTensor(grid.type, back(grid.codes), back(grid.d), None if grid.m is None else back(grid.m))
 
 
 def to_folder(path: Path, name: str | None = None) -> Path:
