@@ -141,3 +141,17 @@ def test_cli_compress_to_gguf_then_export_raw_or_refuse(tmp_path, tiny_folder):
     result = slm("export", str(out), "--format", "gguf", "--type", "Q8_0", "--out", str(tmp_path / "x.gguf"), check=False)
     assert result.returncode == 1 and "--requantize" in result.stderr and not (tmp_path / "x.gguf").exists()
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("quantizer", ["rtn", "gptq"])
+def test_awq_on_the_grid_exports_raw(tmp_path, quantizer):
+    from slmkit.compress.quant.awq import awq_quantize
+    from slmkit.compress.quant.options import AWQOptions
+
+    model = tiny_model("llama", seed=7, hidden_size=64, intermediate_size=128)
+    context = StepContext(tokenizer=tiny_tokenizer(), nsamples=4, seqlen=32)
+    model = awq_quantize(model, tiny_tokenizer(), AWQOptions(gguf_type="Q4_0", quantizer=quantizer, grid=4), context)
+    assert all(isinstance(m, GgmlLinear) and m.gguf_type == "Q4_0" for m in decoder_linears(model).values())
+    tensors = {t.name: t for t in gguf.GGUFReader(export_gguf(model, tiny_tokenizer(), tmp_path / "m.gguf")).tensors}
+    for path, module in decoder_linears(model).items():
+        assert torch.equal(file_weight(tensors, path, model.config), module.dequantized_weight()), path
