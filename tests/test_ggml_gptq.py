@@ -155,3 +155,21 @@ def test_awq_on_the_grid_exports_raw(tmp_path, quantizer):
     tensors = {t.name: t for t in gguf.GGUFReader(export_gguf(model, tiny_tokenizer(), tmp_path / "m.gguf")).tensors}
     for path, module in decoder_linears(model).items():
         assert torch.equal(file_weight(tensors, path, model.config), module.dequantized_weight()), path
+
+
+def test_importance_rtn_lowers_output_error_and_exports_raw(tmp_path):
+    """With the calibration inputs' importance, the rounding error the layer's outputs see goes down."""
+    make = lambda: tiny_model("llama", seed=7, hidden_size=64, intermediate_size=128)  # noqa: E731
+    context = StepContext(tokenizer=tiny_tokenizer(), nsamples=4, seqlen=32)
+    weighted = rtn_quantize(make(), tiny_tokenizer(), RTNOptions(gguf_type="Q4_0", importance=True), context)
+    plain = rtn_quantize(make(), tiny_tokenizer(), RTNOptions(gguf_type="Q4_0"))
+    ids, base = context.calibration_ids(), make()
+    with torch.no_grad():
+        ref = base(ids).logits
+        err = {n: (m(ids).logits - ref).pow(2).mean().item() for n, m in (("weighted", weighted), ("plain", plain))}
+    assert err["weighted"] < err["plain"]
+    tensors = {t.name: t for t in gguf.GGUFReader(export_gguf(weighted, tiny_tokenizer(), tmp_path / "m.gguf")).tensors}
+    for path, module in decoder_linears(weighted).items():
+        assert torch.equal(file_weight(tensors, path, weighted.config), module.dequantized_weight()), path
+    with pytest.raises(ValueError, match="importance needs gguf_type"):
+        RTNOptions(gguf_type="Q4_1", importance=True)

@@ -49,7 +49,16 @@ class WeightQuantOptions(StepOptions):
 
 
 class RTNOptions(WeightQuantOptions):
-    """Round-to-nearest quantization: no calibration data."""
+    """Round-to-nearest quantization: no calibration data (unless `importance`)."""
+
+    importance: bool = Field(False, description="with --gguf-type Q4_0/Q5_0: weight the rounding by each input "
+                             "channel's mean squared activation on the calibration data, as llama.cpp's imatrix does")
+
+    @model_validator(mode="after")
+    def _importance_needs_a_grid(self):
+        if self.importance and self.gguf_type not in ("Q4_0", "Q5_0", "Q8_0"):
+            raise ValueError("importance needs gguf_type Q4_0, Q5_0 or Q8_0 (llama.cpp's imatrix rounding of those grids)")
+        return self
 
 
 class GPTQOptions(WeightQuantOptions):
