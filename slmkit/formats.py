@@ -15,11 +15,13 @@ CODECS: dict[str, str] = {
     "gguf": "slmkit.layouts.gguf",
     "hf": "slmkit.layouts.hf",
 }
-GGUF_TYPES = ("F32", "F16", "Q8_0", "Q4_0")  # tensor types `slm export --format gguf` writes
+GGUF_TYPES = ("F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1")  # tensor types `slm export --format gguf` writes
 
 # The formats a recipe's `save:` and the CLI name, and what each writes.
 SAVE_FORMATS: dict[str, str] = {
     "hf": "a Hugging Face folder (factorized models keep their factors, in the low_rank layout)",
     "hf_merged": "a plain Hugging Face folder, low-rank factors multiplied back",
     "compressed-tensors": "compressed-tensors (vLLM): packed integer weights, or the sparse bitmask of a pruned model",
+    "gguf": "one GGUF file (llama.cpp) model.gguf: layers on a ggml grid (--gguf-type) written as they are, "
+            "other tensors typed as llama-quantize types them; a float model in F16",
 }

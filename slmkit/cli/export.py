@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -21,7 +22,9 @@ def export_command(
     model: str = typer.Argument(..., help="Embedded name, HF folder, .gguf file or hub id."),
     format: str = typer.Option(..., "--format", "-f", help="gguf or compressed-tensors."),
     out: Path = typer.Option(..., "--out", "-o", help="A .gguf file, or a folder for compressed-tensors."),
-    type: str = typer.Option("Q8_0", "--type", help=f"GGUF tensor type: {', '.join(GGUF_TYPES)}."),
+    type: Optional[str] = typer.Option(None, "--type", help=f"GGUF file type: {', '.join(GGUF_TYPES)} (default: the grid "
+                                       "the model was quantized on, else Q8_0). Tensors get llama-quantize's types."),
+    requantize: bool = typer.Option(False, "--requantize", help="GGUF: allow re-rounding layers already on another ggml grid."),
     bits: int = typer.Option(8, "--bits", help="compressed-tensors of a float model: RTN to this many bits first."),
     group_size: int = typer.Option(-1, "--group-size", help="RTN group size (default: 64 below 8 bits, else per channel)."),
     overwrite: bool = OVERWRITE,
@@ -34,7 +37,7 @@ def export_command(
     resolve_model(model)
     if format == "gguf":
         check_target(out, overwrite, file=True)
-        if type.upper() not in GGUF_TYPES:
+        if type and type.upper() not in GGUF_TYPES:
             raise SlmError(f"--type: unknown GGUF type '{type}' (valid: {', '.join(GGUF_TYPES)})")
     else:
         check_target(out, overwrite)
@@ -48,7 +51,7 @@ def export_command(
         from slmkit.layouts import gguf
 
         with atomic_file(out, overwrite) as tmp:
-            gguf.save(net, tokenizer, tmp, type.upper())
+            gguf.save(net, tokenizer, tmp, (type or gguf.model_grid(net) or "Q8_0").upper(), requantize=requantize)
         path = out
     else:
         from slmkit.models.saving import save

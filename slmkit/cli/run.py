@@ -82,8 +82,12 @@ def compress_command(
     from slmkit.runner import run
 
     step = get_step(method)
-    format = format or getattr(step.options, "default_format", "hf")
     options = parse_extra_options(ctx.args)
+    to_file = out.suffix == ".gguf"  # one command from a HF model to a llama.cpp file
+    if to_file and format not in (None, "gguf"):
+        raise SlmError(f"--out {out}: a .gguf output is format gguf, not {format}")
+    grid = "gguf_type" in options
+    format = format or ("gguf" if to_file or grid else getattr(step.options, "default_format", "hf"))
     if offload:
         if not step.can_offload:
             raise SlmError(f"--offload: {method} cannot run offloaded (methods that can: {', '.join(offload_steps())})")
@@ -106,8 +110,30 @@ def compress_command(
             },
         },
     )
+    if to_file:
+        return compress_to_gguf(recipe, out, overwrite)
     manifest = run(recipe, out, overwrite=overwrite)
     print_summary(manifest, out)
+
+
+def compress_to_gguf(recipe, out: Path, overwrite: bool) -> None:
+    """Run the recipe into a scratch folder beside `out`, then move its model.gguf to `out` atomically."""
+    import shutil
+    import tempfile
+
+    from slmkit.outputs import atomic_file, check_target
+    from slmkit.runner import run
+
+    check_target(out, overwrite, file=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.run-", dir=out.parent))
+    try:
+        run(recipe, scratch / "run", overwrite=True)
+        with atomic_file(out, overwrite) as tmp:
+            shutil.move(scratch / "run" / "model.gguf", tmp)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    typer.echo(f"saved: {out} ({out.stat().st_size / 1e6:.1f} MB)")
 
 
 RECIPE_FLAGS = {"model": "MODEL", "dtype": "--dtype", "seed": "--seed", "calibration.data": "--calib",

@@ -41,6 +41,8 @@ def codec_for_saving(model, format: str) -> ModuleType:
     if format not in SAVE_FORMATS:
         raise SlmError(f"unknown format '{format}' (valid: {', '.join(SAVE_FORMATS)})")
     kinds = {type(m) for m in model.modules()}
+    if format == "gguf":
+        return codec("gguf")
     if format == "compressed-tensors":
         return codec("pack_quantized" if QuantLinear in kinds else "sparse_bitmask")
     if format == "hf" and FactorizedLinear in kinds:

@@ -1,13 +1,15 @@
 """The GGUF layout (llama.cpp, Ollama): one file holding the tokenizer, the config and every tensor.
 
-Saving writes F32, F16, Q8_0 or Q4_0 with the `gguf` package. Loading converts the file once
+Saving writes F32, F16 or a llama-quantize file type (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): each tensor
+gets llama-quantize's type (slmkit/ggml/mix.py) and is rounded by slmkit/ggml/rtn.py, which
+reproduces llama.cpp's quantizers byte for byte, then written raw. Loading converts the file once
 through transformers' GGUF support into a cached safetensors folder (later loads take seconds).
 
 Weights are renamed with gguf's tensor-name map and, for Llama-family attention, q/k rows are
 reordered the way llama.cpp's rotary embedding expects (the inverse of what transformers undoes
 when it reads GGUF). Norms and biases stay float32; a 2-D weight whose rows are not a multiple
 of the 32-wide quantization block is written as F16. Packed QuantLinear layers are dequantized
-first. The tokenizer (byte-level BPE) is embedded, so the file is self-contained.
+first; GgmlLinear layers (already on a ggml grid) are written raw, byte for byte. The tokenizer (byte-level BPE) is embedded, so the file is self-contained.
 Supported families: llama (incl. SmolLM), mistral, qwen2.
 """
 
@@ -26,8 +28,11 @@ import torch
 from slmkit.cache import cache_dir
 from slmkit.errors import SlmError
 from slmkit.formats import GGUF_TYPES as TYPES
+from slmkit.ggml.blocks import GridTensor, dequantize, pack
+from slmkit.ggml.mix import tensor_type
 from slmkit.layouts import hf
 from slmkit.layouts.common import auto_tokenizer, first_line
+from slmkit.modules.ggml_linear import GgmlLinear
 from slmkit.modules.quant_linear import QuantLinear
 
 NAME = "gguf"
@@ -42,15 +47,36 @@ def permute_rotary(weight: torch.Tensor, heads: int) -> torch.Tensor:
     return weight.reshape(heads, 2, weight.shape[0] // heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
 
 
-def float_state_dict(model) -> dict[str, torch.Tensor]:
-    """The model's weights as float tensors, packed quantized layers dequantized."""
-    quantized = {name: m for name, m in model.named_modules() if isinstance(m, QuantLinear)}
+def float_state_dict(model) -> dict[str, torch.Tensor | GridTensor]:
+    """The model's weights as float tensors, packed quantized layers dequantized; ggml-grid layers as their blocks."""
+    quantized = {name: m for name, m in model.named_modules() if isinstance(m, (QuantLinear, GgmlLinear))}
     state = {name: t for name, t in model.state_dict().items() if name.rpartition(".")[0] not in quantized}
     for name, module in quantized.items():
-        state[f"{name}.weight"] = module.dequantized_weight()
+        grid = isinstance(module, GgmlLinear)
+        state[f"{name}.weight"] = module.grid() if grid else module.dequantized_weight()
         if module.bias is not None:
             state[f"{name}.bias"] = module.bias
-    return {k: v.detach().float() for k, v in state.items()}
+    return {k: v if isinstance(v, GridTensor) else v.detach().float() for k, v in state.items()}
+
+
+def permute_rows(tensor, heads: int):
+    """permute_rotary for a float tensor or, exactly, for a grid tensor's rows of blocks."""
+    if not isinstance(tensor, GridTensor):
+        return permute_rotary(tensor, heads)
+    m = None if tensor.m is None else permute_rotary(tensor.m, heads)
+    return GridTensor(tensor.type, permute_rotary(tensor.codes, heads), permute_rotary(tensor.d, heads), m)
+
+
+def grid_data(name: str, grid: GridTensor, kind: str, requantize: bool):
+    """(bytes, type) of a tensor already on a ggml grid: written as it is, or re-rounded only when allowed."""
+    import gguf
+
+    if grid.type.name == kind:
+        return pack(grid).numpy(), gguf.GGMLQuantizationType[kind]
+    if not requantize:
+        raise SlmError(f"tensor {name} is quantized on the {grid.type.name} grid and a {kind} tensor was asked: writing it "
+                       f"would re-round its weights (export with --type {grid.type.name}, or pass --requantize to allow it)")
+    return tensor_data(dequantize(grid), kind)
 
 
 def add_tokenizer(writer, tokenizer, vocab_size: int) -> None:
@@ -83,23 +109,42 @@ def add_tokenizer(writer, tokenizer, vocab_size: int) -> None:
 
 
 def tensor_data(tensor: torch.Tensor, qtype_name: str):
-    """(array, raw GGML type) for one tensor: vectors in F32, matrices in the requested type when the rows fit its blocks."""
+    """(array, raw GGML type) for one tensor of a known ggml type name: floats as they are, grids as slmkit's packed bytes."""
     import gguf
 
-    array = tensor.numpy().astype(np.float32)
-    if array.ndim == 1 or qtype_name == "F32":
-        return array, gguf.GGMLQuantizationType.F32
+    from slmkit.ggml.rtn import quantize
+    from slmkit.ggml.types import GRID_TYPES
+
     qtype = gguf.GGMLQuantizationType[qtype_name]
-    block = gguf.GGML_QUANT_SIZES[qtype][0]
-    if array.shape[-1] % block:
-        qtype = gguf.GGMLQuantizationType.F16
-    return gguf.quants.quantize(array, qtype), qtype
+    if qtype_name == "F32":
+        return tensor.numpy().astype(np.float32), qtype
+    if qtype_name == "F16":
+        return tensor.numpy().astype(np.float16), qtype
+    return pack(quantize(tensor, GRID_TYPES[qtype_name])).numpy(), qtype
+
+
+GRIDS_KEY = "slmkit.ggml_grids"
+FILE = "model.gguf"  # the file's name inside an output folder (format gguf of a recipe or `slm compress`)
+
+
+def model_grid(model) -> str | None:
+    """The ggml type the model's grid layers share (None for a float model); an error if they mix types."""
+    kinds = {m.gguf_type for m in model.modules() if isinstance(m, GgmlLinear)}
+    if len(kinds) > 1:
+        raise SlmError(f"the model mixes ggml grids ({', '.join(sorted(kinds))}); export with --type and --requantize")
+    return kinds.pop() if kinds else None
 
 
 @torch.no_grad()
-def save(model, tokenizer, path: Path, qtype: str = "Q8_0") -> Path:
-    """Write `model` (and its tokenizer) to a single GGUF file at `path`."""
+def save(model, tokenizer, path: Path, qtype: str | None = None, requantize: bool = False) -> Path:
+    """Write `model` (and its tokenizer) to one GGUF file at `path` (a folder: its model.gguf).
+
+    The file type defaults to the model's own grid, else F16."""
     import gguf
+
+    if path.is_dir():
+        path = path / FILE
+    qtype = (qtype or model_grid(model) or "F16").upper()
 
     config = model.config
     family = config.model_type
@@ -129,27 +174,12 @@ def save(model, tokenizer, path: Path, qtype: str = "Q8_0") -> Path:
     writer.add_rope_freq_base(float(rope_theta))
     writer.add_layer_norm_rms_eps(config.rms_norm_eps)
     writer.add_vocab_size(config.vocab_size)
-    writer.add_file_type({"F32": gguf.LlamaFileType.ALL_F32, "F16": gguf.LlamaFileType.MOSTLY_F16,
-                          "Q8_0": gguf.LlamaFileType.MOSTLY_Q8_0, "Q4_0": gguf.LlamaFileType.MOSTLY_Q4_0}[qtype])
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32 if qtype == "F32" else gguf.LlamaFileType[f"MOSTLY_{qtype}"])
     add_tokenizer(writer, tokenizer, config.vocab_size)
+    if model_grid(model):  # tells slmkit's loader that these blocks are the model (restore_grids), not a float source
+        writer.add_bool(GRIDS_KEY, True)
 
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], config.num_hidden_layers)
-    state = float_state_dict(model)
-    tied = getattr(config, "tie_word_embeddings", False)
-    for name, tensor in state.items():
-        if name == "lm_head.weight" and tied:
-            continue
-        new_name = names.get_name(name, try_suffixes=(".weight", ".bias"))
-        if new_name is None:
-            if name.endswith("rotary_emb.inv_freq"):
-                continue
-            raise SlmError(f"GGUF export: no GGUF name for tensor {name}")
-        if family in PERMUTES_QK and name.endswith("q_proj.weight"):
-            tensor = permute_rotary(tensor, heads)
-        elif family in PERMUTES_QK and name.endswith("k_proj.weight"):
-            tensor = permute_rotary(tensor, kv_heads)
-        data, raw = tensor_data(tensor, qtype)
-        writer.add_tensor(new_name, data, raw_dtype=raw)
+    add_tensors(writer, model, arch, qtype, requantize)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -157,7 +187,33 @@ def save(model, tokenizer, path: Path, qtype: str = "Q8_0") -> Path:
     return path
 
 
+def add_tensors(writer, model, arch: str, qtype: str, requantize: bool) -> None:
+    """Every tensor under its GGUF name and llama-quantize's type for `qtype`; grid layers raw."""
+    import gguf
+
+    config = model.config
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], config.num_hidden_layers)
+    tied = getattr(config, "tie_word_embeddings", False)
+    for name, tensor in float_state_dict(model).items():
+        if name == "lm_head.weight" and tied:
+            continue
+        new_name = names.get_name(name, try_suffixes=(".weight", ".bias"))
+        if new_name is None:
+            if name.endswith("rotary_emb.inv_freq"):
+                continue
+            raise SlmError(f"GGUF export: no GGUF name for tensor {name}")
+        if config.model_type in PERMUTES_QK and name.endswith(("q_proj.weight", "k_proj.weight")):
+            q = name.endswith("q_proj.weight")
+            tensor = permute_rows(tensor, config.num_attention_heads if q else config.num_key_value_heads)
+        kind = tensor_type(new_name, tuple(tensor.shape), qtype, config.num_hidden_layers, tied, importance=False)
+        grid = isinstance(tensor, GridTensor)
+        data, raw = grid_data(new_name, tensor, kind, requantize) if grid else tensor_data(tensor, kind)
+        writer.add_tensor(new_name, data, raw_dtype=raw)
+
+
 def detect(path: Path) -> bool:
+    if path.is_dir() and not (path / "config.json").exists():
+        path = path / FILE
     if not path.is_file():
         return False
     with open(path, "rb") as f:
@@ -165,8 +221,51 @@ def detect(path: Path) -> bool:
 
 
 def load(path: Path, dtype: str = "float32", name: str | None = None):
-    """(model, tokenizer) of a GGUF file, through its cached float folder."""
-    return hf.load(to_folder(path, name), dtype)
+    """(model, tokenizer) of a GGUF file (or a folder holding model.gguf), through its cached float folder;
+    decoder Linears stored on a ggml grid come back as GgmlLinear holding the file's exact blocks."""
+    path = path / FILE if path.is_dir() else path
+    model, tokenizer = hf.load(to_folder(path, name), dtype)
+    restore_grids(model, path)
+    return model, tokenizer
+
+
+def restore_grids(model, path: Path) -> None:
+    """Replace each decoder Linear whose GGUF tensor is on a ggml grid by a GgmlLinear of its raw blocks.
+
+    Only in files slmkit quantized onto a grid (GRIDS_KEY): other GGUF files (the embedded model's
+    Q4_1 among them) are sources to compress and load as plain float Linears."""
+    import gguf
+
+    from slmkit.anatomy import decoder_linears
+    from slmkit.ggml.blocks import unpack
+    from slmkit.ggml.types import GRID_TYPES
+    from slmkit.modules.ggml_linear import replace_with_ggml
+
+    config = model.config
+    arch = ARCHS.get(config.model_type)
+    if arch is None:
+        return
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], config.num_hidden_layers)
+    reader = gguf.GGUFReader(path)
+    if GRIDS_KEY not in reader.fields:
+        return
+    tensors = {t.name: t for t in reader.tensors}
+    for hf_name in decoder_linears(model):
+        t = tensors.get(names.get_name(f"{hf_name}.weight", try_suffixes=(".weight",)) or "")
+        if t is None or t.tensor_type.name not in GRID_TYPES:
+            continue
+        raw = torch.from_numpy(np.ascontiguousarray(t.data).view(np.uint8).copy())
+        grid = unpack(raw, GRID_TYPES[t.tensor_type.name], int(t.shape[0]))
+        if config.model_type in PERMUTES_QK and hf_name.endswith(("q_proj", "k_proj")):
+            grid = unpermute_rows(grid, config.num_attention_heads if hf_name.endswith("q_proj") else config.num_key_value_heads)
+        replace_with_ggml(model, hf_name, grid)
+
+
+def unpermute_rows(grid: GridTensor, heads: int) -> GridTensor:
+    """The inverse of permute_rows on a grid tensor."""
+    def back(x):
+        return x.reshape(heads, x.shape[0] // heads // 2, 2, *x.shape[1:]).swapaxes(1, 2).reshape(x.shape)
+    return GridTensor(grid.type, back(grid.codes), back(grid.d), None if grid.m is None else back(grid.m))
 
 
 def to_folder(path: Path, name: str | None = None) -> Path:

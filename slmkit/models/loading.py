@@ -34,6 +34,8 @@ def load(spec: str, dtype: str = "float32"):
     source = resolve_model(spec)
     if source.kind == "embedded":
         loaded = gguf.load(EMBEDDED[source.ref].path(), dtype, name=source.ref)
+    elif source.kind == "gguf":
+        loaded = gguf.load(Path(source.ref), dtype)
     else:
         loaded = layouts.load(model_folder(source), dtype)
     failpoint("load")

@@ -4,7 +4,8 @@ For each group of Linears sharing an input, s = mean|x|^α per input channel, α
 grid to minimise the group's output error after quantizing W·diag(s) (inputs divided by s);
 the best s is folded into the producer of the input (norm or previous Linear). Scales are
 searched on float weights layer by layer through the layer-wise engine, then every decoder
-Linear is rounded on its grid (RTN, or GPTQ with `quantizer: gptq`) and packed.
+Linear is rounded on its grid (RTN, or GPTQ with `quantizer: gptq`) and packed; with `gguf_type`
+the search and the rounding use llama.cpp's grid.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 
 from slmkit.anatomy import anatomy_of, get_module, linear_weight
 from slmkit.compress.layerwise import run_layerwise
+from slmkit.compress.quant.ggml_grid import check_model_rows
 from slmkit.compress.quant.gptq import gptq_quantize
 from slmkit.compress.quant.grid import QuantSpec, check_group_size, quantize_rtn
 from slmkit.compress.quant.options import AWQOptions, GPTQOptions
@@ -21,8 +23,14 @@ from slmkit.compress.quant.scaling import fold_scales, producer_of
 from slmkit.modules.quant_linear import dequantize
 
 
-def fake_quant(w: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
-    return dequantize(*quantize_rtn(w, spec))
+def fake_quant(w: torch.Tensor, spec) -> torch.Tensor:
+    """Round-trip through the grid: slmkit's (a QuantSpec) or llama.cpp's (a ggml GridType)."""
+    if isinstance(spec, QuantSpec):
+        return dequantize(*quantize_rtn(w, spec))
+    from slmkit.ggml.blocks import dequantize as grid_dequantize
+    from slmkit.ggml.rtn import quantize
+
+    return grid_dequantize(quantize(w, spec))
 
 
 @torch.no_grad()
@@ -66,10 +74,13 @@ class AWQScaling:
 
 
 def awq_quantize(model, tokenizer, options: AWQOptions, context):
-    spec = spec_of(options)
-    check_group_size(model, spec.group_size)
+    if options.gguf_type:
+        spec = check_model_rows(model, options.gguf_type)
+    else:
+        spec = spec_of(options)
+        check_group_size(model, spec.group_size)
     run_layerwise(model, AWQScaling(model, spec, options.grid, options.search_tokens), context.calibration_ids(), description="awq")
     if options.quantizer == "gptq":
-        grid = options.model_dump(include={"bits", "group_size", "symmetric"})
+        grid = options.model_dump(include={"bits", "group_size", "symmetric", "gguf_type"})
         return gptq_quantize(model, tokenizer, GPTQOptions(**grid), context)
     return rtn_quantize(model, tokenizer, options)

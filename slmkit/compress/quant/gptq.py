@@ -9,14 +9,21 @@ and the packed layout needs no permutation index.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 from slmkit.anatomy import get_module, linear_weight
 from slmkit.compress.layerwise import paths_by_input, run_layerwise
 from slmkit.compress.obs import obs_sweep
+from slmkit.compress.quant.ggml_grid import GgmlColumnQuantizer, check_model_rows
 from slmkit.compress.quant.grid import QuantSpec, check_group_size, grid_params, to_codes
 from slmkit.compress.quant.options import GPTQOptions
 from slmkit.compress.quant.rtn import spec_of
+from slmkit.errors import SlmError
+from slmkit.ggml.blocks import GridTensor
+from slmkit.ggml.types import grid_type
+from slmkit.modules.ggml_linear import replace_with_ggml
 from slmkit.modules.quant_linear import replace_with_quant
 
 
@@ -50,20 +57,23 @@ class GroupQuantizer:
         return (codes - self.zero[:, g]) * self.scale[:, g]
 
 
-def gptq_codes(weight: torch.Tensor, hessian: torch.Tensor, spec: QuantSpec, act_order: bool = False,
+def gptq_codes(weight: torch.Tensor, hessian: torch.Tensor, spec, act_order: bool = False,
                damp: float = 0.01, blocksize: int = 128, sparsity: float = 0.0,
                pruned_of_m: tuple[int, int] | None = None,
                segments: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """GPTQ one weight [out, in] given its input Hessian; returns (codes, scale, zero) like `quantize_rtn`."""
+    """GPTQ one weight [out, in] given its input Hessian; returns (codes, scale, zero) like `quantize_rtn`,
+    or, when `spec` is a ggml GridType, the GridTensor the GGUF file will hold."""
     W = weight.detach().float()
     perm = None
     if act_order and pruned_of_m is None:  # an N:M pattern needs consecutive inputs: no reordering then
         perm = torch.argsort(torch.diag(hessian), descending=True)
-    quantizer = GroupQuantizer(spec, W, perm)
+    quantizer = GroupQuantizer(spec, W, perm) if isinstance(spec, QuantSpec) else GgmlColumnQuantizer(spec, W, perm)
     H = hessian if perm is None else hessian[perm][:, perm]
     Wp = W if perm is None else W[:, perm]
     obs_sweep(Wp, H, sparsity=sparsity, pruned_of_m=pruned_of_m, quantizer=quantizer, blocksize=blocksize, damp=damp,
               segments=segments)
+    if not isinstance(spec, QuantSpec):
+        return quantizer.result()
     return quantizer.codes, quantizer.scale, quantizer.zero.to(torch.uint8)
 
 
@@ -74,7 +84,8 @@ class GPTQ:
     sequential = True
 
     def __init__(self, options: GPTQOptions) -> None:
-        self.options, self.spec = options, spec_of(options)
+        self.options = options
+        self.spec = grid_type(options.gguf_type) if options.gguf_type else spec_of(options)
         kept, of = (int(v) for v in options.pattern.split(":")) if options.pattern else (0, 0)
         self.pruned_of_m = (of - kept, of) if options.pattern else None
 
@@ -86,14 +97,26 @@ class GPTQ:
         for paths in paths_by_input(stats):
             weights = [linear_weight(get_module(layer, p)) for p in paths]
             sizes = [w.shape[0] for w in weights]
-            codes, scale, zero = gptq_codes(torch.cat([w.detach().float() for w in weights]), stats[paths[0]].gram,
-                                            self.spec, o.act_order, o.damp, o.blocksize, o.sparsity, self.pruned_of_m,
-                                            segments=sizes)
+            result = gptq_codes(torch.cat([w.detach().float() for w in weights]), stats[paths[0]].gram,
+                                self.spec, o.act_order, o.damp, o.blocksize, o.sparsity, self.pruned_of_m, segments=sizes)
+            if o.gguf_type:
+                for path, start, size in zip(paths, [0, *itertools.accumulate(sizes)], sizes):
+                    r = result
+                    replace_with_ggml(layer, path, GridTensor(r.type, r.codes[start:start + size], r.d[start:start + size],
+                                                              None if r.m is None else r.m[start:start + size]))
+                continue
+            codes, scale, zero = result
             for path, c, s, z in zip(paths, codes.split(sizes), scale.split(sizes), zero.split(sizes)):
                 replace_with_quant(layer, path, c, s, z, self.spec.bits, group_size=self.spec.group_size)
 
 
 def gptq_quantize(model, tokenizer, options: GPTQOptions, context):
-    check_group_size(model, options.group_size)
+    if options.gguf_type:
+        if grid_type(options.gguf_type).has_min and (options.sparsity or options.pattern):
+            raise SlmError(f"--gguf-type {options.gguf_type}: a grid with a min cannot store pruned weights as exact zeros; "
+                           "prune with Q4_0, Q5_0 or Q8_0")
+        check_model_rows(model, options.gguf_type)
+    else:
+        check_group_size(model, options.group_size)
     run_layerwise(model, GPTQ(options), context.calibration_ids(), description="gptq")
     return model
