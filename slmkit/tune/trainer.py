@@ -143,49 +143,18 @@ def train(
     from accelerate.utils import set_seed
 
     set_seed(options.seed)
-    world = accelerator.num_processes
-    tokens_per_step = options.batch_size * options.grad_accum * world * options.seqlen
-    max_steps = options.max_steps
-    if options.max_tokens:
-        max_steps = max(1, math.ceil(options.max_tokens / tokens_per_step))
-    params = [p for p in objective.parameters() if p.requires_grad]
-    if not params:
-        raise SlmError("nothing to train: every parameter is frozen")
-    optimizer = torch.optim.AdamW(params, lr=options.lr, weight_decay=options.weight_decay, betas=(0.9, 0.95))
-    objective, optimizer = accelerator.prepare(objective, optimizer)
-    inner = accelerator.unwrap_model(objective)
-
+    max_steps = total_steps(options, accelerator.num_processes)
+    objective, optimizer = prepare(accelerator, objective, options)
     state = resume_state(accelerator, options)
     resumed_from = state["step"]
-
-    def evaluate() -> None:
-        if eval_fn is not None and accelerator.is_main_process:
-            inner.model.eval()
-            result = {"step": state["step"], **eval_fn(inner.model)}
-            inner.model.train()
-            state["evals"].append(result)
-        accelerator.wait_for_everyone()
-
+    evaluate = evaluator(accelerator, accelerator.unwrap_model(objective), eval_fn, state)
     objective.train()
     start = time.perf_counter()
     stop_at = max_steps if stop_after is None else min(max_steps, state["step"] + stop_after)
     with progress_bar("train", total=max_steps, enabled=show_progress and accelerator.is_main_process) as advance:
         advance(state["step"])
         while state["step"] < stop_at:
-            step = state["step"]
-            lr = cosine_lr(step, options.lr, options.warmup_steps, max_steps, options.min_lr_ratio)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            step_loss, step_tokens = accumulate(accelerator, objective, examples, step, options, pad_id)
-            loss_value = accelerator.reduce(step_loss, "mean").item()
-            grad_norm = accelerator.clip_grad_norm_(objective.parameters(), options.max_grad_norm or math.inf)
-            check_finite(step + 1, loss_value, 0.0 if grad_norm is None else float(grad_norm), options.checkpoint_dir)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            failpoint("train")
-            state["step"] += 1
-            state["losses"].append(loss_value)
-            state["tokens"] += int(accelerator.reduce(step_tokens, "sum").item())
+            lr = optimizer_step(accelerator, objective, optimizer, examples, state, options, pad_id, max_steps)
             elapsed = state["seconds"] + time.perf_counter() - start
             advance(1, loss=f"{state['losses'][-1]:.4f}", lr=f"{lr:.2e}", tok_s=f"{state['tokens'] / max(elapsed, 1e-9):.0f}")
             if options.eval_every and state["step"] % options.eval_every == 0 and state["step"] < max_steps:
@@ -201,6 +170,56 @@ def train(
         tokens_per_s=round(state["tokens"] / max(state["seconds"], 1e-9), 1),
         losses=state["losses"], evals=state["evals"], resumed_from=resumed_from,
     )
+
+
+def total_steps(options, world: int) -> int:
+    """options.max_steps, or enough steps for options.max_tokens over all processes."""
+    if options.max_tokens:
+        tokens_per_step = options.batch_size * options.grad_accum * world * options.seqlen
+        return max(1, math.ceil(options.max_tokens / tokens_per_step))
+    return options.max_steps
+
+
+def prepare(accelerator, objective: nn.Module, options):
+    """AdamW over the trainable parameters, both wrapped by the accelerator."""
+    params = [p for p in objective.parameters() if p.requires_grad]
+    if not params:
+        raise SlmError("nothing to train: every parameter is frozen")
+    optimizer = torch.optim.AdamW(params, lr=options.lr, weight_decay=options.weight_decay, betas=(0.9, 0.95))
+    return accelerator.prepare(objective, optimizer)
+
+
+def evaluator(accelerator, inner: nn.Module, eval_fn, state: dict) -> Callable[[], None]:
+    """A closure running eval_fn on the main process and appending its result to state["evals"]."""
+
+    def evaluate() -> None:
+        if eval_fn is not None and accelerator.is_main_process:
+            inner.model.eval()
+            result = {"step": state["step"], **eval_fn(inner.model)}
+            inner.model.train()
+            state["evals"].append(result)
+        accelerator.wait_for_everyone()
+
+    return evaluate
+
+
+def optimizer_step(accelerator, objective, optimizer, examples, state: dict, options, pad_id: int, max_steps: int) -> float:
+    """One optimizer step at state["step"] (LR set, accumulate, clip, NaN stop, update); updates state, returns the LR."""
+    step = state["step"]
+    lr = cosine_lr(step, options.lr, options.warmup_steps, max_steps, options.min_lr_ratio)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    step_loss, step_tokens = accumulate(accelerator, objective, examples, step, options, pad_id)
+    loss_value = accelerator.reduce(step_loss, "mean").item()
+    grad_norm = accelerator.clip_grad_norm_(objective.parameters(), options.max_grad_norm or math.inf)
+    check_finite(step + 1, loss_value, 0.0 if grad_norm is None else float(grad_norm), options.checkpoint_dir)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    failpoint("train")
+    state["step"] += 1
+    state["losses"].append(loss_value)
+    state["tokens"] += int(accelerator.reduce(step_tokens, "sum").item())
+    return lr
 
 
 def resume_state(accelerator, options) -> dict:
