@@ -1,4 +1,4 @@
-"""`slm distill`, `slm distill-cache` and `slm finetune`: training commands over slmkit.distill and slmkit.tune.
+"""`slm distill`, `slm distill-cache`, `slm finetune` and `slm pretrain`: training commands over slmkit.distill and slmkit.tune.
 
 Each runs unchanged on one process or under `accelerate launch --num_processes N` (CPU gloo,
 multi-GPU, FSDP/DeepSpeed configs); only the main process writes the output folder.
@@ -18,7 +18,7 @@ from slmkit.cli.flags import OVERWRITE, parse_options, with_options
 from slmkit.distill.options import DistillOptions
 from slmkit.errors import SlmError
 from slmkit.outputs import check_target, check_writable
-from slmkit.tune.options import LoraSftOptions, SftOptions
+from slmkit.tune.options import LoraSftOptions, PretrainOptions, SftOptions
 
 
 def default_checkpoints(out: Path, given: dict) -> dict:
@@ -44,7 +44,8 @@ def check_training(options, model: str, model_option: str, out: Path, overwrite:
     check_target(out, overwrite)
 
 
-def finish(model, tokenizer, out: Path, source: str, options, result, overwrite: bool, adapter_only: bool = False) -> None:
+def finish(model, tokenizer, out: Path, source: str, options, result, overwrite: bool, adapter_only: bool = False,
+           extra: dict | None = None) -> None:
     """Save on the main process only; print a one-line summary."""
     from accelerate import PartialState
 
@@ -53,7 +54,7 @@ def finish(model, tokenizer, out: Path, source: str, options, result, overwrite:
 
     if not PartialState().is_main_process:
         return
-    manifest = {"source": source, "training": {"options": options.model_dump(), **result.to_dict()}}
+    manifest = {"source": source, **(extra or {}), "training": {"options": options.model_dump(), **result.to_dict()}}
     if adapter_only:
         with atomic_folder(out, overwrite) as tmp:
             model.save_pretrained(tmp)
@@ -142,3 +143,24 @@ def finetune_command(
     model, tokenizer = load(model_spec)
     model, result = (lora_sft if use_lora else sft)(model, tokenizer, options)
     finish(model, tokenizer, out, model_spec, options, result, overwrite, adapter_only=use_lora and not options.merge)
+
+
+@app.command("pretrain")
+@with_options(PretrainOptions, exclude=("eval_data",))
+def pretrain_command(
+    model_dir: str = typer.Argument(..., metavar="MODEL_DIR", help="Model folder to train (e.g. from `slm init`), or any model spec."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output model folder (written atomically)."),
+    overwrite: bool = OVERWRITE,
+    given: dict = None,
+) -> None:
+    """Pretrain on packed windows of a text source, with held-out perplexity, tokens/s and MFU."""
+    options = parse_options(PretrainOptions, default_checkpoints(out, given), pretrain_command.flags)
+    check_training(options, model_dir, "MODEL_DIR", out, overwrite)
+    check_tokens("--eval-seqlen", options.eval_seqlen, model_dir)
+    from slmkit.models.loading import load
+    from slmkit.tune.pretrain import pretrain, summary
+
+    model, tokenizer = load(model_dir)
+    model, result, rate = pretrain(model, tokenizer, options)
+    Console(stderr=True).print(summary(result, rate))
+    finish(model, tokenizer, out, model_dir, options, result, overwrite, extra={"origin": "scratch", "throughput": rate})

@@ -69,5 +69,25 @@ class LoraSftOptions(SftOptions):
     lr: float = Field(2e-4, gt=0, description="peak learning rate (AdamW)")
 
 
+class PretrainOptions(TrainOptions):
+    """Causal-LM pretraining on packed token windows of a text source, scored on a held-out tail."""
+
+    data: str = Field(..., description="text source: a file, JSON/JSONL, 'pydoc' or hf:NAME[:CONFIG][@SPLIT] (streamed)")
+    heldout_tokens: PositiveInt = Field(16384, description="tokens at the end of the stream kept out of training for perplexity")
+    lr: float = Field(3e-4, gt=0, description="peak learning rate (AdamW)")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay")
+    seqlen: PositiveInt = Field(256, description="tokens per training window")
+    eval_seqlen: PositiveInt = Field(256, description="tokens per held-out perplexity window")
+
+    @field_validator("data")
+    @classmethod
+    def _readable(cls, value: str) -> str:
+        from slmkit.data.corpus import check_source
+        from slmkit.recipe import as_value_error
+
+        return as_value_error(check_source, value)
+
+
+register_step("pretrain", PretrainOptions, "slmkit.tune.pretrain:pretrain_step", "pretrain on packed windows of a text source (held-out perplexity)")
 register_step("sft", SftOptions, "slmkit.tune.sft:sft_step", "supervised fine-tuning on instruction data (answer tokens only)")
 register_step("lora_sft", LoraSftOptions, "slmkit.tune.lora:lora_sft_step", "SFT through a LoRA/QLoRA adapter, merged afterwards")

@@ -143,25 +143,11 @@ def train(
     from accelerate.utils import set_seed
 
     set_seed(options.seed)
-    max_steps = planned_steps(options, accelerator.num_processes)
-    params = [p for p in objective.parameters() if p.requires_grad]
-    if not params:
-        raise SlmError("nothing to train: every parameter is frozen")
-    optimizer = torch.optim.AdamW(params, lr=options.lr, weight_decay=options.weight_decay, betas=(0.9, 0.95))
-    objective, optimizer = accelerator.prepare(objective, optimizer)
-    inner = accelerator.unwrap_model(objective)
-
+    max_steps = total_steps(options, accelerator.num_processes)
+    objective, optimizer = prepare(accelerator, objective, options)
     state = resume_state(accelerator, options)
     resumed_from = state["step"]
-
-    def evaluate() -> None:
-        if eval_fn is not None and accelerator.is_main_process:
-            inner.model.eval()
-            result = {"step": state["step"], **eval_fn(inner.model)}
-            inner.model.train()
-            state["evals"].append(result)
-        accelerator.wait_for_everyone()
-
+    evaluate = evaluator(accelerator, accelerator.unwrap_model(objective), eval_fn, state)
     objective.train()
     start = time.perf_counter()
     stop_at = max_steps if stop_after is None else min(max_steps, state["step"] + stop_after)
@@ -191,16 +177,39 @@ def result_of(state: dict, resumed_from: int) -> TrainResult:
     )
 
 
-def planned_steps(options, world: int) -> int:
-    """Optimizer steps of the whole run: options.max_steps, or enough for options.max_tokens."""
-    if not options.max_tokens:
-        return options.max_steps
-    tokens_per_step = options.batch_size * options.grad_accum * world * options.seqlen
-    return max(1, math.ceil(options.max_tokens / tokens_per_step))
+def total_steps(options, world: int) -> int:
+    """options.max_steps, or enough steps for options.max_tokens over all processes."""
+    if options.max_tokens:
+        tokens_per_step = options.batch_size * options.grad_accum * world * options.seqlen
+        return max(1, math.ceil(options.max_tokens / tokens_per_step))
+    return options.max_steps
+
+
+def prepare(accelerator, objective: nn.Module, options):
+    """AdamW over the trainable parameters, both wrapped by the accelerator."""
+    params = [p for p in objective.parameters() if p.requires_grad]
+    if not params:
+        raise SlmError("nothing to train: every parameter is frozen")
+    optimizer = torch.optim.AdamW(params, lr=options.lr, weight_decay=options.weight_decay, betas=(0.9, 0.95))
+    return accelerator.prepare(objective, optimizer)
+
+
+def evaluator(accelerator, inner: nn.Module, eval_fn, state: dict) -> Callable[[], None]:
+    """A closure running eval_fn on the main process and appending its result to state["evals"]."""
+
+    def evaluate() -> None:
+        if eval_fn is not None and accelerator.is_main_process:
+            inner.model.eval()
+            result = {"step": state["step"], **eval_fn(inner.model)}
+            inner.model.train()
+            state["evals"].append(result)
+        accelerator.wait_for_everyone()
+
+    return evaluate
 
 
 def optimizer_step(accelerator, objective, optimizer, examples, state: dict, options, pad_id: int, max_steps: int) -> float:
-    """One optimizer step at state["step"] (cosine LR, accumulation, clipping, finiteness check); updates state, returns the LR."""
+    """One optimizer step at state["step"] (LR set, accumulate, clip, NaN stop, update); updates state, returns the LR."""
     step = state["step"]
     lr = cosine_lr(step, options.lr, options.warmup_steps, max_steps, options.min_lr_ratio)
     for group in optimizer.param_groups:
