@@ -23,6 +23,7 @@ OPTION_MODULES = (
     "slmkit.compress.quant.options",
     "slmkit.distill.options",
     "slmkit.tune.options",
+    "slmkit.arch.options",
 )
 
 
