@@ -11,7 +11,9 @@ import signal
 POINTS = ("load", "step", "train", "save:layout", "save:written", "save:swapped")
 
 
-def failpoint(name: str) -> None:
-    """Kill this process with SIGKILL if the environment names this point."""
-    if os.environ.get("SLMKIT_FAILPOINT") == name:
+def failpoint(name: str, count: int | None = None) -> None:
+    """Kill this process with SIGKILL if the environment names this point (`train`), or this point at
+    this count (`train@7`: right after the 7th optimizer step)."""
+    wanted = os.environ.get("SLMKIT_FAILPOINT")
+    if wanted == name or (count is not None and wanted == f"{name}@{count}"):
         os.kill(os.getpid(), signal.SIGKILL)

@@ -57,12 +57,12 @@ def test_resume_continues_exactly(tokenizer, tmp_path):
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
-def run_cli(args, **kw):
+def run_cli(args, failpoint: str = "", **kw):
     import os
     import subprocess
     import sys
 
-    env = dict(os.environ, SLMKIT_PROGRESS="0", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    env = dict(os.environ, SLMKIT_PROGRESS="0", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), SLMKIT_FAILPOINT=failpoint)
     return subprocess.Popen([sys.executable, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
 
@@ -88,20 +88,16 @@ def test_two_process_accelerate_launch_runs_the_same_command(tmp_path):
 @pytest.mark.slow
 def test_kill_9_then_resume_loses_only_steps_since_last_checkpoint(tmp_path):
     import json
-    import time
 
     from tiny import save_tiny
 
     model = save_tiny(tmp_path / "m")
     args = ["-m", "slmkit.cli", "distill", "--teacher", str(model), "--student", str(model), "--ce-weight", "1",
             "--max-steps", "40", "--seqlen", "32", "--save-every", "3", "--out", str(tmp_path / "out")]
-    proc = run_cli(args)
+    proc = run_cli(args, failpoint="train@8")  # SIGKILL right after step 8: no cleanup runs
+    proc.communicate(timeout=300)
+    assert proc.returncode == -9
     ckpt = tmp_path / "out.checkpoints"
-    deadline = time.time() + 240
-    while time.time() < deadline and not list(ckpt.glob("step-0000006")):
-        time.sleep(0.2)
-    proc.kill()  # SIGKILL: no cleanup runs
-    proc.wait()
     done = sorted(p.name for p in ckpt.glob("step-*") if (p / "trainer_state.json").is_file())
     assert done, "no checkpoint was written before the kill"
     last = int(done[-1].split("-")[1])
@@ -111,7 +107,7 @@ def test_kill_9_then_resume_loses_only_steps_since_last_checkpoint(tmp_path):
     output, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, output
     training = json.loads((tmp_path / "out" / "slmkit.json").read_text())["training"]
-    assert training["resumed_from"] == last and training["steps"] == 40
+    assert last == 6 and training["resumed_from"] == last and training["steps"] == 40
 
 
 class BreaksAt(CausalLMObjective):

@@ -220,7 +220,7 @@ def optimizer_step(accelerator, objective, optimizer, examples, state: dict, opt
     check_finite(step + 1, loss_value, 0.0 if grad_norm is None else float(grad_norm), options.checkpoint_dir)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    failpoint("train")
+    failpoint("train", step + 1)
     state["step"] += 1
     state["losses"].append(loss_value)
     state["tokens"] += int(accelerator.reduce(step_tokens, "sum").item())
