@@ -25,8 +25,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# GPTQ onto llama.cpp's Q4_0 grid, one GGUF file, measured in llama.cpp beside the dense F16 export.
 demo: $(STAMP)
-	$(BIN)/slm run slmkit/recipes/quickstart.yaml --out out/quickstart
+	$(BIN)/slm run slmkit/recipes/gguf_q4.yaml --out out/demo --overwrite
 
 # Lint first: ruff (pyflakes, isort, bugbear) and the import-layer contract in pyproject.toml.
 lint: $(STAMP)

@@ -145,6 +145,7 @@ def parse_recipe(data: Any, origin: str = "recipe") -> Recipe:
     try:
         recipe = Recipe.model_validate({**data, "steps": steps})
         check_offload(recipe)
+        check_gguf_eval(recipe)
         check_limits(recipe)
         return seed_steps(recipe)
     except ValidationError as err:
@@ -178,6 +179,13 @@ def seed_steps(recipe: Recipe) -> Recipe:
         if "seed" in type(entry.options).model_fields and "seed" not in entry.options.model_fields_set:
             entry.options = entry.options.model_copy(update={"seed": recipe.seed})
     return recipe
+
+
+def check_gguf_eval(recipe: Recipe) -> None:
+    """A GGUF output is evaluated in llama.cpp, which gives logits (perplexity, tasks) and speeds, not the trust suite."""
+    if recipe.save.format == "gguf" and recipe.eval.trust:
+        raise SlmError("eval.trust: a gguf output is evaluated in llama.cpp, which scores perplexity, tasks and the "
+                       "profile only; save format hf to run the trust suite")
 
 
 def check_offload(recipe: Recipe) -> None:

@@ -113,9 +113,6 @@ def run(recipe: Recipe | str | Path | dict, out: str | Path, show_progress: bool
     recipe = as_recipe(recipe)
     out = check_target(out, overwrite)  # before torch is even imported
     from slmkit import layouts
-    from slmkit.evaluate.perplexity import perplexity
-    from slmkit.evaluate.profile import measure_in_subprocess
-    from slmkit.evaluate.suite import evaluate_suite
     from slmkit.models.loading import load
     from slmkit.outputs import atomic_folder
 
@@ -127,35 +124,94 @@ def run(recipe: Recipe | str | Path | dict, out: str | Path, show_progress: bool
     model, tokenizer = load(recipe.model, recipe.dtype)
     timings["load"] = time.perf_counter() - start
 
-    ppl_cfg, prof_cfg, ev = recipe.eval.perplexity, recipe.eval.profile, recipe.eval
-    suite = dict(tasks=ev.tasks, trust=ev.trust, limit=ev.limit, data=ev.trust_data, seed=recipe.seed, show_progress=show_progress)
-    baseline: dict[str, Any] = {}
-    if recipe.eval.baseline and ppl_cfg:
-        baseline["perplexity"] = perplexity(model, tokenizer, ppl_cfg.data, ppl_cfg.seqlen, ppl_cfg.max_windows,
-                                            show_progress=show_progress).to_dict()
-    if recipe.eval.baseline and (ev.tasks or ev.trust):
-        baseline.update(evaluate_suite(model, tokenizer, **suite))
-
+    baseline = {} if recipe.save.format == "gguf" else measure_baseline(model, tokenizer, recipe, show_progress)
     start = time.perf_counter()
     model, step_log = apply_steps(model, tokenizer, recipe)
     timings["steps"] = time.perf_counter() - start
 
-    metrics: dict[str, Any] = {}
     with atomic_folder(out, overwrite) as tmp:
         start = time.perf_counter()
         layouts.save(model, tokenizer, tmp, recipe.save.format)
         failpoint("save:layout")
         timings["save"] = time.perf_counter() - start
-        if ppl_cfg:
-            metrics["perplexity"] = perplexity(model, tokenizer, ppl_cfg.data, ppl_cfg.seqlen, ppl_cfg.max_windows,
-                                               show_progress=show_progress).to_dict()
-        if ev.tasks or ev.trust:
-            metrics.update(evaluate_suite(model, tokenizer, **suite))
-        if prof_cfg:
+        if recipe.save.format == "gguf":  # what ships is a llama.cpp file: measure it, and the baseline, in llama.cpp
+            del model
+            metrics, baseline = evaluate_gguf(tokenizer, recipe, tmp / "model.gguf", show_progress)
+        else:
+            metrics = score_output(model, tokenizer, recipe, show_progress)
             del model  # profile in fresh processes; free this one's memory first
-            kwargs = prof_cfg.model_dump()
-            metrics["profile"] = measure_in_subprocess(str(tmp), **kwargs).to_dict()
+            metrics.update(profile_output(recipe, tmp, baseline))
+        if "profile" in metrics:
             metrics["profile"]["model"] = str(out)
-            if recipe.eval.baseline:
-                baseline["profile"] = measure_in_subprocess(recipe.model, **kwargs).to_dict()
         return write_outputs(tmp, recipe, step_log, timings, metrics, baseline)
+
+
+def suite_kwargs(recipe: Recipe, show_progress: bool) -> dict:
+    ev = recipe.eval
+    return dict(tasks=ev.tasks, trust=ev.trust, limit=ev.limit, data=ev.trust_data, seed=recipe.seed, show_progress=show_progress)
+
+
+def measure_baseline(model, tokenizer, recipe: Recipe, show_progress: bool) -> dict:
+    """Perplexity and suite scores of the uncompressed model, before the steps change it."""
+    from slmkit.evaluate.perplexity import perplexity
+    from slmkit.evaluate.suite import evaluate_suite
+
+    ppl, ev, baseline = recipe.eval.perplexity, recipe.eval, {}
+    if ev.baseline and ppl:
+        baseline["perplexity"] = perplexity(model, tokenizer, ppl.data, ppl.seqlen, ppl.max_windows,
+                                            show_progress=show_progress).to_dict()
+    if ev.baseline and (ev.tasks or ev.trust):
+        baseline.update(evaluate_suite(model, tokenizer, **suite_kwargs(recipe, show_progress)))
+    return baseline
+
+
+def score_output(model, tokenizer, recipe: Recipe, show_progress: bool) -> dict:
+    """The compressed model's perplexity and suite scores."""
+    from slmkit.evaluate.perplexity import perplexity
+    from slmkit.evaluate.suite import evaluate_suite
+
+    ppl, ev, metrics = recipe.eval.perplexity, recipe.eval, {}
+    if ppl:
+        metrics["perplexity"] = perplexity(model, tokenizer, ppl.data, ppl.seqlen, ppl.max_windows,
+                                           show_progress=show_progress).to_dict()
+    if ev.tasks or ev.trust:
+        metrics.update(evaluate_suite(model, tokenizer, **suite_kwargs(recipe, show_progress)))
+    return metrics
+
+
+def profile_output(recipe: Recipe, folder: Path, baseline: dict) -> dict:
+    """The saved model's profile, and the baseline's into `baseline`, each in a fresh process."""
+    from slmkit.evaluate.profile import measure_in_subprocess
+
+    prof = recipe.eval.profile
+    if not prof:
+        return {}
+    if recipe.eval.baseline:
+        baseline["profile"] = measure_in_subprocess(recipe.model, **prof.model_dump()).to_dict()
+    return {"profile": measure_in_subprocess(str(folder), **prof.model_dump()).to_dict()}
+
+
+def evaluate_gguf(tokenizer, recipe: Recipe, file: Path, show_progress: bool) -> tuple[dict, dict]:
+    """(metrics, baseline) of a GGUF output, both measured in llama.cpp on the same tokens: the file itself, and
+    the uncompressed model exported to F16 GGUF; plus the uncompressed model's transformers profile for reference."""
+    from slmkit.evaluate.llamacpp import LlamaCppModel, perplexity_llamacpp
+    from slmkit.evaluate.llamacpp_profile import dense_gguf, measure_llamacpp_in_subprocess
+    from slmkit.evaluate.perplexity import tokenize_corpus
+    from slmkit.evaluate.profile import measure_in_subprocess
+    from slmkit.evaluate.suite import evaluate_suite
+
+    ppl, prof, ev = recipe.eval.perplexity, recipe.eval.profile, recipe.eval
+    files = {"metrics": file, **({"baseline": dense_gguf(recipe.model, "F16")} if ev.baseline else {})}
+    results: dict[str, dict] = {"metrics": {}, "baseline": {}}
+    ids = tokenize_corpus(tokenizer, ppl.data) if ppl else None
+    for role, path in files.items():
+        if ppl:
+            results[role]["perplexity"] = perplexity_llamacpp(path, ids, ppl.seqlen, ppl.max_windows,
+                                                              show_progress=show_progress).to_dict()
+        if ev.tasks:
+            results[role].update(evaluate_suite(LlamaCppModel(path), tokenizer, **suite_kwargs(recipe, show_progress)))
+        if prof:
+            results[role]["profile"] = measure_llamacpp_in_subprocess(str(path), **prof.model_dump()).to_dict()
+    if prof and ev.baseline:
+        results["baseline"]["profile_transformers"] = measure_in_subprocess(recipe.model, **prof.model_dump()).to_dict()
+    return results["metrics"], results["baseline"]

@@ -51,9 +51,23 @@ def run_report(manifest: dict) -> str:
     if prof:
         lines.append(f"Speed: median of {manifest['recipe']['eval']['profile']['repeats']} runs after warm-up, "
                      f"{prof['threads']} threads, prefill {prof['prompt_tokens']} tokens, decode {prof['decode_tokens']} greedy tokens, batch 1.")
+    lines += runtime_note(manifest)
     lines += run_suite_sections(manifest)
     lines.append(f"Seed {manifest['seed']}; versions: " + ", ".join(f"{k} {v}" for k, v in manifest.get("versions", {}).items()))
     return "\n".join(lines) + "\n"
+
+
+def runtime_note(manifest: dict) -> list[str]:
+    """Where the numbers come from when the output is a GGUF file: llama.cpp, with transformers for reference."""
+    if manifest.get("format") != "gguf":
+        return []
+    lines = ["", "Measured in llama.cpp (llama-cpp-python): the compressed GGUF file, and the dense model exported "
+                 "to F16 GGUF, on the same tokens."]
+    ref = manifest.get("baseline", {}).get("profile_transformers")
+    if ref:
+        lines.append(f"For reference, the dense model in transformers ({manifest['recipe']['dtype']}): prefill "
+                     f"{ref['prefill_tokens_per_s']:.1f} tokens/s, decode {ref['decode_tokens_per_s']:.2f} tokens/s.")
+    return lines
 
 
 def run_suite_sections(manifest: dict) -> list[str]:
