@@ -7,7 +7,6 @@ file and what is allowed.
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
 
 from slmkit.errors import SlmError
@@ -38,46 +37,22 @@ def context_length(spec: str) -> int | None:
     return None
 
 
-GGUF_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
-GGUF_STRING, GGUF_ARRAY = 8, 9
-
-
 def gguf_context_length(path: Path) -> int | None:
-    """`<arch>.context_length` from a GGUF file's metadata, reading only the header up to that key."""
-    with open(path, "rb") as f:
-        def read(fmt: str):
-            size = struct.calcsize("<" + fmt)
-            return struct.unpack("<" + fmt, f.read(size))[0]
+    """`<arch>.context_length` from a GGUF file's metadata (header only)."""
+    from slmkit.layouts.gguf_header import read_header
 
-        def skip(kind: int) -> None:
-            if kind == GGUF_STRING:
-                f.seek(read("Q"), 1)
-            elif kind == GGUF_ARRAY:
-                inner, count = read("I"), read("Q")
-                if inner in GGUF_SCALARS:
-                    f.seek(count * struct.calcsize(GGUF_SCALARS[inner]), 1)
-                else:
-                    for _ in range(count):
-                        skip(inner)
-            else:
-                f.seek(struct.calcsize(GGUF_SCALARS[kind]), 1)
-
-        if f.read(4) != b"GGUF":
-            raise SlmError(f"{path}: not a GGUF file")
-        _version, _tensors, pairs = read("I"), read("Q"), read("Q")
-        for _ in range(pairs):
-            key = f.read(read("Q")).decode("utf-8", "replace")
-            kind = read("I")
-            if key.endswith(".context_length") and kind in GGUF_SCALARS:
-                return int(read(GGUF_SCALARS[kind]))
-            skip(kind)
-    return None
+    metadata = read_header(path).metadata
+    value = metadata.get(f"{metadata.get('general.architecture')}.context_length")
+    return int(value) if isinstance(value, int) else None
 
 
 def check_model(option: str, spec: str) -> str:
-    """A model spec that names something (as `resolve_model`), the error naming the option."""
+    """A model spec that names something (as `resolve_model`; a GGUF file whole and loadable), the error naming the option."""
+    from slmkit.layouts.gguf_header import check_loadable
+
     try:
-        resolve_model(spec)
+        if resolve_model(spec).kind == "gguf":
+            check_loadable(Path(spec).expanduser())
     except SlmError as err:
         raise SlmError(f"{option}: {err}") from None
     return spec

@@ -11,12 +11,13 @@ import pytest
 from tiny import SHARED_DATA, tiny_model, tiny_tokenizer
 
 from slmkit.errors import SlmError
-from slmkit.evaluate.llamacpp import LlamaCppModel, gguf_path, gguf_tokenizer, perplexity_llamacpp
+from slmkit.evaluate.llamacpp import LlamaCppModel, gguf_tokenizer, perplexity_llamacpp
 from slmkit.evaluate.perplexity import perplexity_of_ids, tokenize_corpus
 from slmkit.evaluate.tasks import load_task
 from slmkit.evaluate.zeroshot import evaluate_task
 from slmkit.layouts.gguf import save as export_gguf
 from slmkit.models.loading import load
+from slmkit.models.source import gguf_file
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (make install)")
 WIKI = SHARED_DATA / "wikitext2" / "wiki.test.raw"
@@ -54,7 +55,7 @@ def test_task_scores_match_transformers(f16_file):
 
 def test_backend_needs_a_gguf_file(tiny_folder):
     with pytest.raises(SlmError, match="GGUF"):
-        gguf_path(str(tiny_folder))
+        gguf_file(str(tiny_folder))
 
 
 def test_unloadable_gguf_is_one_line(tmp_path):

@@ -99,11 +99,12 @@ def eval_transformers(model: str, dtype: str, ppl, task_files: dict, trust_names
 def eval_llamacpp(model: str, ppl, task_files: dict, trust_names: list, out, limit, seqlen: int, max_windows,
                   as_json: bool) -> dict:
     """`slm eval --backend llama.cpp`: perplexity and zero-shot tasks from llama.cpp's logits, same tokens as transformers."""
-    from slmkit.evaluate.llamacpp import LlamaCppModel, gguf_path, gguf_tokenizer, perplexity_llamacpp
+    from slmkit.evaluate.llamacpp import LlamaCppModel, gguf_tokenizer, perplexity_llamacpp
+    from slmkit.models.source import gguf_file
 
     if trust_names or out:
         raise SlmError(f"--backend llama.cpp computes --ppl and --tasks only, not {'--trust' if trust_names else '--out'}")
-    path, _ = gguf_path(model)
+    path, _ = gguf_file(model)
     tokenizer = gguf_tokenizer(path)
     payload: dict = {"model": model, "backend": "llama.cpp"}
     if ppl:
@@ -214,10 +215,10 @@ def profile_command(
 
 def profile_llamacpp(model: str, baseline: str | None, kwargs: dict) -> dict:
     """The GGUF file and (if given) its baseline as an F16 GGUF export, each measured in llama.cpp in a fresh process."""
-    from slmkit.evaluate.llamacpp import gguf_path
     from slmkit.evaluate.llamacpp_profile import dense_gguf, measure_llamacpp_in_subprocess
+    from slmkit.models.source import gguf_file
 
-    path, _ = gguf_path(model)
+    path, _ = gguf_file(model)
     profiles = {"model": measure_llamacpp_in_subprocess(str(path), **kwargs)}
     if baseline:
         profiles["baseline"] = measure_llamacpp_in_subprocess(str(dense_gguf(baseline, "F16")), **kwargs)

@@ -25,20 +25,6 @@ INSTALL_HINT = "the llama.cpp backend needs llama-cpp-python: make install (or p
 TASK_CONTEXT = 2048  # the context llama.cpp is opened with for task scoring (requests are left-truncated to it)
 
 
-def gguf_path(spec: str):
-    """(GGUF file, model source) of a spec that names one: an embedded model or a .gguf path."""
-    from slmkit.models.embedded import EMBEDDED
-    from slmkit.models.source import resolve_model
-
-    source = resolve_model(spec)
-    if source.kind == "embedded":
-        return Path(EMBEDDED[source.ref].path()), source
-    if source.kind == "gguf":
-        return Path(source.ref), source
-    raise SlmError(f"--backend llama.cpp runs a GGUF file (an embedded name or a .gguf path), not {spec!r}; "
-                   "export one with `slm export MODEL --format gguf`")
-
-
 def gguf_tokenizer(path: Path):
     """The Hugging Face tokenizer embedded in a GGUF file (the one the transformers path reads)."""
     from slmkit.layouts.common import auto_tokenizer

@@ -272,6 +272,9 @@ def to_folder(path: Path, name: str | None = None) -> Path:
     """Convert a GGUF file to a cached fp32 safetensors folder once; return the folder."""
     from transformers import AutoModelForCausalLM
 
+    from slmkit.layouts.gguf_header import check_loadable
+
+    check_loadable(path)
     stat = path.stat()
     key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
     target = cache_dir("models", f"{name or path.stem}-{key}")

@@ -47,3 +47,17 @@ def resolve_model(spec: str) -> ModelSource:
         f"model not found: {spec} (expected an embedded name [{choices}], a model folder, "
         "a .gguf file or a hub id like org/name)"
     )
+
+
+def gguf_file(spec: str) -> tuple[Path, ModelSource]:
+    """(GGUF file, source) of a spec naming one (an embedded model or a .gguf path), checked to be a
+    file llama.cpp can load; a one-line error otherwise."""
+    from slmkit.layouts.gguf_header import check_loadable
+
+    source = resolve_model(spec)
+    if source.kind not in ("embedded", "gguf"):
+        raise SlmError(f"--backend llama.cpp runs a GGUF file (an embedded name or a .gguf path), not {spec!r}; "
+                       "export one with `slm export MODEL --format gguf`")
+    path = Path(EMBEDDED[source.ref].path()) if source.kind == "embedded" else Path(source.ref)
+    check_loadable(path)
+    return path, source

@@ -15,19 +15,6 @@ from slmkit.serve.engine import TokenizedEngine
 INSTALL_HINT = "the llama.cpp backend needs llama-cpp-python: make install (or pip install llama-cpp-python==0.3.36; it builds from source, ~4 min)"
 
 
-def gguf_path(spec: str):
-    from slmkit.models.embedded import EMBEDDED
-    from slmkit.models.source import resolve_model
-
-    source = resolve_model(spec)
-    if source.kind == "embedded":
-        return EMBEDDED[source.ref].path(), source
-    if source.kind == "gguf":
-        return source.ref, source
-    raise SlmError(f"--backend llama.cpp serves a GGUF file (an embedded name or a .gguf path), not {spec!r}; "
-                   "export one with --format gguf")
-
-
 class LlamaCppEngine(TokenizedEngine):
     """A llama.cpp context behind the server; requests run one at a time."""
 
@@ -47,8 +34,9 @@ class LlamaCppEngine(TokenizedEngine):
         from transformers import AutoTokenizer
 
         from slmkit.models.loading import model_folder
+        from slmkit.models.source import gguf_file
 
-        path, source = gguf_path(spec)
+        path, source = gguf_file(spec)
         tokenizer = AutoTokenizer.from_pretrained(model_folder(source))
         llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, verbose=False)
         return cls(llama, tokenizer, name or spec)
