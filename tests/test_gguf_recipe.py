@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import pytest
@@ -23,6 +25,7 @@ def test_gguf_output_is_scored_and_profiled_in_llamacpp(tmp_path):
     from slmkit.evaluate.llamacpp import perplexity_llamacpp
     from slmkit.evaluate.perplexity import tokenize_corpus
     from slmkit.layouts.common import auto_tokenizer
+    from slmkit.cli.run import print_summary
     from slmkit.runner import run
 
     model = save_tiny(tmp_path / "m")
@@ -38,6 +41,10 @@ def test_gguf_output_is_scored_and_profiled_in_llamacpp(tmp_path):
     again = perplexity_llamacpp(file, ids, 64, 2, show_progress=False).perplexity
     assert manifest["metrics"]["perplexity"]["perplexity"] == pytest.approx(again, rel=1e-6)
     assert "Measured in llama.cpp" in (tmp_path / "out" / "report.md").read_text()
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        print_summary(manifest, tmp_path / "out")
+    assert "dense model in transformers" in printed.getvalue()  # the CLI's table says where its numbers come from
 
 
 def test_gguf_output_refuses_the_trust_suite(tmp_path):

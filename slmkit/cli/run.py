@@ -12,7 +12,7 @@ from rich.table import Table
 from slmkit.cli import app
 from slmkit.cli.flags import OVERWRITE, options_help, parse_extra_options, parse_options
 from slmkit.errors import SlmError
-from slmkit.evaluate.report import comparison_rows
+from slmkit.evaluate.report import comparison_rows, runtime_note
 from slmkit.recipe import CalibrationConfig, load_recipe, parse_recipe
 from slmkit.steps import all_steps, get_step, offload_steps
 
@@ -27,6 +27,8 @@ def print_summary(manifest: dict, out: Path) -> None:
         for row in rows:
             table.add_row(*row)
         console.print(table)
+    for line in filter(None, runtime_note(manifest)):
+        console.print(line)
     steps = ", ".join(f"{s['step']} {s['seconds']:.1f}s" for s in manifest["steps"])
     console.print(f"steps: {steps or 'none'}")
     console.print(f"saved: {out} (format {manifest['format']}); report: {out / 'report.md'}")
