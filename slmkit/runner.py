@@ -13,7 +13,7 @@ from slmkit.failpoints import failpoint
 from slmkit.models.source import resolve_model
 from slmkit.outputs import check_target
 from slmkit.recipe import Recipe, StepEntry, load_recipe, parse_recipe
-from slmkit.steps import StepContext, get_step
+from slmkit.steps import StepContext, get_step, origin_of
 
 
 def as_recipe(recipe: Recipe | str | Path | dict) -> Recipe:
@@ -72,6 +72,7 @@ def write_outputs(folder: Path, recipe: Recipe, step_log: list[dict], timings: d
     manifest = {
         "format": recipe.save.format,
         "source": recipe.model,
+        "origin": origin_of([record["step"] for record in step_log]),
         "recipe": recipe.to_dict(),
         "seed": recipe.seed,
         "versions": versions(),

@@ -33,12 +33,32 @@ class StepOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+ORIGINS = (("slmkit.arch", "scratch"), ("slmkit.tune.pretrain", "scratch"), ("slmkit.distill", "distilled"),
+           ("slmkit.compress", "compressed"))
+
+
+def origin_of(step_names: list[str]) -> str:
+    """A run's origin from its steps, e.g. 'scratch', 'compressed+distilled'; 'dense' when no step changed the model."""
+    origins = list(dict.fromkeys(get_step(name).origin for name in step_names))
+    if "scratch" in origins:
+        return "scratch"
+    return "+".join(origins) or "dense"
+
+
 @dataclass(frozen=True)
 class Step:
     name: str
     options: type[StepOptions]
     target: str  # "package.module:function"
     summary: str
+
+    @property
+    def origin(self) -> str:
+        """What a model that went through this step is: scratch, distilled, compressed or tuned (by the step's package)."""
+        for prefix, origin in ORIGINS:
+            if self.target.startswith(prefix):
+                return origin
+        return "tuned"
 
     @property
     def can_offload(self) -> bool:

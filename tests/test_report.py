@@ -6,7 +6,7 @@ import sys
 from html.parser import HTMLParser
 
 import slmkit
-from slmkit.evaluate.report import flatten_trust, load_entries, pareto, trust_deltas, write_report
+from slmkit.evaluate.report import flatten_trust, front_nd, load_entries, pareto, trust_deltas, write_report
 
 ENV = dict(os.environ, SLMKIT_PROGRESS="0", HF_HUB_OFFLINE="1")
 VOID = {"meta", "img", "br", "hr", "link", "input"}
@@ -62,7 +62,7 @@ def test_html_report_is_valid_with_embedded_images_and_no_urls(tmp_path):
     checker.feed(page)
     checker.close()
     assert page.startswith("<!DOCTYPE html>") and not checker.errors and not checker.stack
-    assert len(checker.images) == 5  # quality vs size, vs non-zero parameters, vs speed; per-task bars; trust deltas
+    assert len(checker.images) == 6  # size x quality x speed; quality vs size, vs non-zero parameters, vs speed; tasks; trust
     for src in checker.images:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
@@ -85,6 +85,26 @@ def test_pareto_front():
     points = [(1.0, 0.5, "a"), (2.0, 0.6, "b"), (2.5, 0.55, "c"), (3.0, 0.7, "d")]
     assert [p[2] for p in pareto(points, higher_x=False)] == ["a", "b", "d"]  # c is bigger and worse than b
     assert [p[2] for p in pareto(points, higher_x=True)] == ["d"]
+
+
+def test_scratch_compressed_and_distilled_side_by_side(tmp_path):
+    def profile(mb, tps):
+        return {"bytes_on_disk": mb * 1e6, "decode_tokens_per_s": tps, "parameters": 1, "nonzero_parameters": 1}
+
+    dirs = [manifest(tmp_path / name, kind="eval", source=name, parent=None, origin=origin,
+                     metrics={"perplexity": {"perplexity": ppl}, "profile": profile(mb, tps)})
+            for name, origin, ppl, mb, tps in (("scratch-20m", "scratch", 40.0, 80, 90.0), ("gptq-q4", "compressed", 16.0, 92, 190.0),
+                                                 ("student", "distilled", 25.0, 150, 60.0), ("worse", "compressed", 30.0, 95, 100.0))]
+    entries = load_entries(dirs)
+    assert [e["origin"] for e in entries] == ["scratch", "compressed", "distilled", "compressed"]
+    md, html = write_report(dirs, str(tmp_path / "report"))
+    assert "| scratch-20m | scratch |" in open(md).read()
+    assert "quality vs size vs decode speed, by origin" in open(html).read()
+
+
+def test_three_way_front():
+    # (-size, quality, speed): the last is dominated by the second (smaller, better and faster)
+    assert front_nd([(-80, -40, 90), (-92, -16, 190), (-150, -25, 60), (-95, -30, 100)]) == [True, True, False, False]
 
 
 def test_eval_out_then_report_from_the_cli(tiny_folder, tmp_path):

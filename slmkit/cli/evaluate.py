@@ -134,8 +134,10 @@ def write_eval_output(out: str, model: str, net, payload: dict, profile: bool, d
         metrics["profile"] = measure_in_subprocess(model, prompt_tokens=256, decode_tokens=32, repeats=3, dtype=dtype).to_dict()
     with atomic_folder(out, overwrite) as tmp:
         (tmp / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
-        parent = read_manifest(model).get("source") if Path(model).is_dir() else None  # a compressed model's dense parent
-        write_manifest(tmp, {"kind": "eval", "source": model, "parent": parent, "metrics": metrics})
+        saved = read_manifest(model) if Path(model).is_dir() else {}
+        parent = saved.get("source")  # a compressed model's dense parent
+        origin = saved.get("origin") or ("pretrained" if not parent else None)
+        write_manifest(tmp, {"kind": "eval", "source": model, "parent": parent, "origin": origin, "metrics": metrics})
 
 
 def print_suite(payload: dict) -> None:

@@ -86,7 +86,7 @@ def distill_command(
 
     model, tokenizer = load(student)
     model, result = distill(model, tokenizer, options)
-    finish(model, tokenizer, out, student, options, result, overwrite)
+    finish(model, tokenizer, out, student, options, result, overwrite, extra={"origin": "distilled"})
 
 
 @app.command("distill-cache")
@@ -142,7 +142,8 @@ def finetune_command(
 
     model, tokenizer = load(model_spec)
     model, result = (lora_sft if use_lora else sft)(model, tokenizer, options)
-    finish(model, tokenizer, out, model_spec, options, result, overwrite, adapter_only=use_lora and not options.merge)
+    finish(model, tokenizer, out, model_spec, options, result, overwrite, adapter_only=use_lora and not options.merge,
+           extra={"origin": "tuned"})
 
 
 @app.command("pretrain")

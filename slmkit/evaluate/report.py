@@ -100,11 +100,11 @@ TRUST_SKIP = {"n", "seconds", "bins", "seed", "canaries", "candidates", "repeats
 LOWER_IS_BETTER = ("ece", "brier", "drop", "stereotype", "bias_score", "exposure", "extraction", "completion")
 
 
-def entry_from(name: str, source: str, metrics: dict, parent: str | None) -> dict:
+def entry_from(name: str, source: str, metrics: dict, parent: str | None, origin: str | None) -> dict:
     prof, size = metrics.get("profile") or {}, metrics.get("size") or {}
     ppl = metrics.get("perplexity")
     return {
-        "name": name, "source": source, "parent": parent,
+        "name": name, "source": source, "parent": parent, "origin": origin,
         "tasks": metrics.get("tasks") or {}, "trust": metrics.get("trust") or {},
         "perplexity": ppl.get("perplexity") if isinstance(ppl, dict) else ppl,
         "parameters": prof.get("parameters") or size.get("parameters"),
@@ -130,13 +130,15 @@ def load_entries(dirs: list[str]) -> list[dict]:
         manifest = json.loads(path.read_text())
         name = Path(d).resolve().name
         if manifest.get("kind") == "eval":
-            entries.append(entry_from(name, manifest["source"], manifest.get("metrics", {}), manifest.get("parent")))
+            entries.append(entry_from(name, manifest["source"], manifest.get("metrics", {}), manifest.get("parent"),
+                                      manifest.get("origin")))
             continue
         dense = f"{manifest.get('source', '?')} (dense)"
         baseline = manifest.get("baseline") or {}
         if baseline and not any(e["name"] == dense for e in entries):
-            entries.append(entry_from(dense, manifest.get("source", "?"), baseline, None))
-        entries.append(entry_from(name, manifest.get("source", "?"), manifest.get("metrics", {}), dense if baseline else manifest.get("source")))
+            entries.append(entry_from(dense, manifest.get("source", "?"), baseline, None, "dense"))
+        entries.append(entry_from(name, manifest.get("source", "?"), manifest.get("metrics", {}),
+                                  dense if baseline else manifest.get("source"), manifest.get("origin")))
     by_source = {e["source"]: e["name"] for e in entries if e["parent"] is None}
     for e in entries:  # an eval folder's parent names a model; point it at that model's entry
         if e["parent"] and e["parent"] not in {x["name"] for x in entries}:
@@ -188,6 +190,42 @@ def pareto(points: list[tuple[float, float, str]], higher_x: bool) -> list[tuple
     return sorted(front)
 
 
+def front_nd(points: list[tuple[float, ...]]) -> list[bool]:
+    """For points whose coordinates are all better when higher: True where no other point is at least as good everywhere."""
+    def dominates(a, b):
+        return a != b and all(x >= y for x, y in zip(a, b))
+    return [not any(dominates(other, p) for other in points) for p in points]
+
+
+def tradeoff_plot(entries: list[dict], plt) -> str | None:
+    """Quality vs size with decode speed as colour, marker by origin; the 3-way Pareto front (smaller,
+    better, faster) circled. Quality is mean zero-shot accuracy where tasks ran, else perplexity."""
+    use_acc = any(quality(e) is not None for e in entries)
+    score = quality if use_acc else (lambda e: e["perplexity"])
+    pts = [e for e in entries if e["size_mb"] and e["decode_tps"] and score(e) is not None]
+    if len(pts) < 2:
+        return None
+    front = front_nd([(-e["size_mb"], score(e) if use_acc else -score(e), e["decode_tps"]) for e in pts])
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    markers = dict(zip(sorted({e["origin"] or "–" for e in pts}), "osD^vP*X"))
+    for origin, marker in markers.items():
+        mine = [e for e in pts if (e["origin"] or "–") == origin]
+        art = ax.scatter([e["size_mb"] for e in mine], [score(e) for e in mine], c=[e["decode_tps"] for e in mine],
+                         cmap="viridis", vmin=min(e["decode_tps"] for e in pts), vmax=max(e["decode_tps"] for e in pts),
+                         marker=marker, s=60, label=origin)
+    for e, on_front in zip(pts, front):
+        ax.annotate(e["name"], (e["size_mb"], score(e)), fontsize=8, xytext=(4, 4), textcoords="offset points")
+        if on_front:
+            ax.scatter([e["size_mb"]], [score(e)], s=220, facecolors="none", edgecolors="r")
+    fig.colorbar(art, ax=ax, label="decode tokens/s")
+    ax.set_xlabel("size (MB)")
+    ax.set_ylabel("mean zero-shot acc" if use_acc else "perplexity (lower is better)")
+    ax.legend(title="origin (red ring: Pareto front)", fontsize=8)
+    data = png_base64(fig)
+    plt.close(fig)
+    return data
+
+
 def png_base64(fig) -> str:
     import base64
     import io
@@ -205,6 +243,9 @@ def plots(entries: list[dict]) -> dict[str, str]:
     import matplotlib.pyplot as plt
 
     out = {}
+    tradeoff = tradeoff_plot(entries, plt)
+    if tradeoff:
+        out["quality vs size vs decode speed, by origin"] = tradeoff
     for key, label, higher in (("size_mb", "size (MB)", False), ("nonzero_m", "non-zero parameters (M)", False),
                                ("decode_tps", "decode tokens/s", True)):
         pts = [(e[key], quality(e), e["name"]) for e in entries if e[key] and quality(e) is not None]
@@ -273,8 +314,8 @@ def report_tables(entries: list[dict]) -> list[tuple[str, list[str], list[list[s
                     cells.append(f"{m['acc']:.4f} ± {m['acc_stderr']:.4f} (ppl {m.get('perplexity', 0):.2f})")
             rows.append([e["name"]] + cells + [num(quality(e))])
         tables.append(("Zero-shot tasks", header, rows))
-    header = ["model", "parameters", "non-zero", "size (MB)", "prefill tok/s", "decode tok/s", "perplexity"]
-    rows = [[e["name"], num(e["parameters"], "{:,.0f}"), num(e["nonzero_parameters"], "{:,.0f}"), num(e["size_mb"], "{:.1f}"),
+    header = ["model", "origin", "parameters", "non-zero", "size (MB)", "prefill tok/s", "decode tok/s", "perplexity"]
+    rows = [[e["name"], e["origin"] or "–", num(e["parameters"], "{:,.0f}"), num(e["nonzero_parameters"], "{:,.0f}"), num(e["size_mb"], "{:.1f}"),
              num(e["prefill_tps"], "{:.1f}"), num(e["decode_tps"], "{:.2f}"), num(e["perplexity"], "{:.3f}")] for e in entries]
     tables.append(("Efficiency", header, rows))
     flat = {e["name"]: flatten_trust(e["trust"]) for e in entries}
