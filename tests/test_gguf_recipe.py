@@ -22,10 +22,10 @@ def recipe(model, **eval_section) -> dict:
 
 def test_gguf_output_is_scored_and_profiled_in_llamacpp(tmp_path):
     pytest.importorskip("llama_cpp")
+    from slmkit.cli.run import print_summary
     from slmkit.evaluate.llamacpp import perplexity_llamacpp
     from slmkit.evaluate.perplexity import tokenize_corpus
     from slmkit.layouts.common import auto_tokenizer
-    from slmkit.cli.run import print_summary
     from slmkit.runner import run
 
     model = save_tiny(tmp_path / "m")
