@@ -56,6 +56,8 @@ class PerplexityEval(Section):
     data: str = "pydoc"
     seqlen: PositiveInt = 512
     max_windows: Optional[PositiveInt] = 16
+    from_end: bool = Field(False, description="score the last max_windows windows of the text (the tail a pretrain step "
+                                              "holds out) instead of the first")
 
     _exists = field_validator("data")(CalibrationConfig._exists.__func__)
 

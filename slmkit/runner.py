@@ -154,13 +154,13 @@ def suite_kwargs(recipe: Recipe, show_progress: bool) -> dict:
 
 def measure_baseline(model, tokenizer, recipe: Recipe, show_progress: bool) -> dict:
     """Perplexity and suite scores of the uncompressed model, before the steps change it."""
-    from slmkit.evaluate.perplexity import perplexity
+    from slmkit.evaluate.perplexity import corpus_ids, perplexity_of_ids
     from slmkit.evaluate.suite import evaluate_suite
 
     ppl, ev, baseline = recipe.eval.perplexity, recipe.eval, {}
     if ev.baseline and ppl:
-        baseline["perplexity"] = perplexity(model, tokenizer, ppl.data, ppl.seqlen, ppl.max_windows,
-                                            show_progress=show_progress).to_dict()
+        baseline["perplexity"] = perplexity_of_ids(model, corpus_ids(tokenizer, ppl.data, ppl.seqlen, ppl.max_windows, ppl.from_end),
+                                                   ppl.seqlen, ppl.max_windows, show_progress=show_progress).to_dict()
     if ev.baseline and (ev.tasks or ev.trust):
         baseline.update(evaluate_suite(model, tokenizer, **suite_kwargs(recipe, show_progress)))
     return baseline
@@ -168,13 +168,13 @@ def measure_baseline(model, tokenizer, recipe: Recipe, show_progress: bool) -> d
 
 def score_output(model, tokenizer, recipe: Recipe, show_progress: bool) -> dict:
     """The compressed model's perplexity and suite scores."""
-    from slmkit.evaluate.perplexity import perplexity
+    from slmkit.evaluate.perplexity import corpus_ids, perplexity_of_ids
     from slmkit.evaluate.suite import evaluate_suite
 
     ppl, ev, metrics = recipe.eval.perplexity, recipe.eval, {}
     if ppl:
-        metrics["perplexity"] = perplexity(model, tokenizer, ppl.data, ppl.seqlen, ppl.max_windows,
-                                           show_progress=show_progress).to_dict()
+        metrics["perplexity"] = perplexity_of_ids(model, corpus_ids(tokenizer, ppl.data, ppl.seqlen, ppl.max_windows, ppl.from_end),
+                                                  ppl.seqlen, ppl.max_windows, show_progress=show_progress).to_dict()
     if ev.tasks or ev.trust:
         metrics.update(evaluate_suite(model, tokenizer, **suite_kwargs(recipe, show_progress)))
     return metrics
@@ -197,14 +197,14 @@ def evaluate_gguf(tokenizer, recipe: Recipe, file: Path, show_progress: bool) ->
     the uncompressed model exported to F16 GGUF; plus the uncompressed model's transformers profile for reference."""
     from slmkit.evaluate.llamacpp import LlamaCppModel, perplexity_llamacpp
     from slmkit.evaluate.llamacpp_profile import dense_gguf, measure_llamacpp_in_subprocess
-    from slmkit.evaluate.perplexity import tokenize_corpus
+    from slmkit.evaluate.perplexity import corpus_ids
     from slmkit.evaluate.profile import measure_in_subprocess
     from slmkit.evaluate.suite import evaluate_suite
 
     ppl, prof, ev = recipe.eval.perplexity, recipe.eval.profile, recipe.eval
     files = {"metrics": file, **({"baseline": dense_gguf(recipe.model, "F16")} if ev.baseline else {})}
     results: dict[str, dict] = {"metrics": {}, "baseline": {}}
-    ids = tokenize_corpus(tokenizer, ppl.data) if ppl else None
+    ids = corpus_ids(tokenizer, ppl.data, ppl.seqlen, ppl.max_windows, ppl.from_end) if ppl else None
     for role, path in files.items():
         if ppl:
             results[role]["perplexity"] = perplexity_llamacpp(path, ids, ppl.seqlen, ppl.max_windows,

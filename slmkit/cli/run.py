@@ -12,7 +12,7 @@ from rich.table import Table
 from slmkit.cli import app
 from slmkit.cli.flags import OVERWRITE, options_help, parse_extra_options, parse_options
 from slmkit.errors import SlmError
-from slmkit.evaluate.report import comparison_rows, runtime_note
+from slmkit.evaluate.report import column_names, comparison_rows, runtime_note
 from slmkit.recipe import CalibrationConfig, load_recipe, parse_recipe
 from slmkit.steps import all_steps, get_step, offload_steps
 
@@ -21,8 +21,9 @@ def print_summary(manifest: dict, out: Path) -> None:
     rows = comparison_rows(manifest.get("baseline", {}), manifest.get("metrics", {}))
     console = Console()
     if rows:
-        table = Table(title=f"dense vs compressed ({manifest['source']})")
-        for col in ("metric", "dense", "compressed", "ratio"):
+        base, out_name = column_names(manifest)
+        table = Table(title=f"{base} vs {out_name} ({manifest['source']})")
+        for col in ("metric", base, out_name, "ratio"):
             table.add_column(col, justify="right" if col != "metric" else "left")
         for row in rows:
             table.add_row(*row)

@@ -39,6 +39,12 @@ def tokenize_corpus(tokenizer, source: str) -> torch.Tensor:
     return tokenizer(corpus_text(source), return_tensors="pt")["input_ids"][0]
 
 
+def corpus_ids(tokenizer, source: str, seqlen: int, max_windows: int | None, from_end: bool = False) -> torch.Tensor:
+    """The protocol's tokens; with `from_end`, only the last `max_windows` windows (the tail a pretrain step holds out)."""
+    ids = tokenize_corpus(tokenizer, source)
+    return ids[-max_windows * seqlen:] if from_end and max_windows and len(ids) > max_windows * seqlen else ids
+
+
 @torch.no_grad()
 def perplexity(
     model,

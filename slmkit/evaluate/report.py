@@ -32,6 +32,13 @@ def comparison_rows(baseline: dict, metrics: dict) -> list[tuple[str, str, str, 
     return rows
 
 
+def column_names(manifest: dict) -> tuple[str, str]:
+    """(baseline, output) column names of a run: a from-scratch model is compared with its recipe's pretrained model."""
+    if manifest.get("origin") == "scratch":
+        return f"pretrained {manifest['source']}", "from scratch"
+    return "dense", manifest.get("origin") if manifest.get("origin") not in (None, "dense") else "compressed"
+
+
 def run_report(manifest: dict) -> str:
     """report.md for one `slm run` output."""
     rows = comparison_rows(manifest.get("baseline", {}), manifest.get("metrics", {}))
@@ -40,14 +47,19 @@ def run_report(manifest: dict) -> str:
     for s in manifest["steps"]:
         opts = ", ".join(f"{k}={v}" for k, v in s["options"].items())
         lines.append(f"| {s['step']} | {opts} | {s['seconds']:.1f} |")
-    lines += ["", "## Dense vs compressed (measured in the same run)", ""]
-    lines += ["| metric | dense | compressed | ratio |", "|---|---|---|---|"]
+    notes = [f"- {s['step']}: {line}" for s in manifest["steps"] for line in s.get("log", [])]
+    lines += ["", *notes] if notes else []
+    base, out = column_names(manifest)
+    lines += ["", f"## {base} vs {out} (measured in the same run)", ""]
+    lines += [f"| metric | {base} | {out} | ratio |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     ppl = manifest.get("metrics", {}).get("perplexity")
     prof = manifest.get("metrics", {}).get("profile")
     lines.append("")
     if ppl:
-        lines.append(f"Perplexity: {ppl['windows']} windows × {ppl['seqlen']} tokens of `{manifest['recipe']['eval']['perplexity']['data']}`.")
+        spec = manifest["recipe"]["eval"]["perplexity"]
+        where = "the last" if spec.get("from_end") else "the first"
+        lines.append(f"Perplexity: {where} {ppl['windows']} windows × {ppl['seqlen']} tokens of `{spec['data']}`.")
     if prof:
         lines.append(f"Speed: median of {manifest['recipe']['eval']['profile']['repeats']} runs after warm-up, "
                      f"{prof['threads']} threads, prefill {prof['prompt_tokens']} tokens, decode {prof['decode_tokens']} greedy tokens, batch 1.")
