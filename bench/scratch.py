@@ -23,6 +23,8 @@ import time
 
 from common import DATA  # noqa: E402  (also puts the checkout on sys.path)
 
+from slmkit.arch.build import train_bpe  # noqa: E402
+
 SOURCES = ("c4/c4_demo.jsonl", "wikitext2/tokenized/valid.txt", "pydoc")
 HELDOUT = 0.08  # the last 8% of every source's tokens are only scored
 
@@ -46,18 +48,6 @@ def split_documents() -> tuple[list[str], list[str]]:
         train += docs[:cut]
         heldout += docs[cut:]
     return train, heldout
-
-
-def bpe_tokenizer(documents: list[str], vocab: int):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=["<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(documents, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>")
 
 
 def encode(tokenizer, documents: list[str]):
@@ -93,7 +83,8 @@ def build(kind: str, fields: dict, intermediate: int, vocab: int, seqlen: int, d
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(vocab_size=vocab, intermediate_size=intermediate, max_position_embeddings=seqlen,
-                         eos_token_id=0, pad_token_id=0, bos_token_id=0, **fields)
+                         eos_token_id=0, pad_token_id=0, bos_token_id=0,  # the BPE's one special token is id 0
+                         **fields)
     with torch.device(device):
         model = LlamaForCausalLM(config)
     if kind == "gelu":
@@ -232,7 +223,7 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated arms: baseline, wide, untied, mha, gelu")
     parser.add_argument("--throughput", action="store_true", help="timed: slmkit trainer vs a plain loop (run alone)")
     parser.add_argument("--vocab", type=int, default=2048)
-    parser.add_argument("--width", type=int, default=128, help="baseline (deep) width; wide arm: 2x width, layers/4")
+    parser.add_argument("--width", type=int, default=192, help="baseline (deep) width; wide arm: 2x width, layers/4")
     parser.add_argument("--layers", type=int, default=12)
     parser.add_argument("--mlp-ratio", type=float, default=2.75)
     parser.add_argument("--seqlen", type=int, default=128)
@@ -246,7 +237,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     train_docs, heldout_docs = split_documents()
-    tokenizer = bpe_tokenizer(train_docs, args.vocab)
+    tokenizer = train_bpe(train_docs, args.vocab)
     stream, heldout = encode(tokenizer, train_docs), encode(tokenizer, heldout_docs)
     examples = windows(stream, args.seqlen)
     print(f"corpus: {len(stream)} training tokens ({len(examples)} windows of {args.seqlen}), {len(heldout)} held-out tokens, "

@@ -40,17 +40,23 @@ def init_model(shape: Shape, tokenizer=None, seed: int = 0):
 
 def train_tokenizer(source: str, vocab_size: int, text_field: str = "text"):
     """A byte-level BPE of at most `vocab_size` tokens trained on a data source (deterministic)."""
+    from slmkit.data.corpus import load_documents
+
+    return train_bpe(load_documents(source, text_field), vocab_size)
+
+
+def train_bpe(documents, vocab_size: int):
+    """A byte-level BPE of at most `vocab_size` tokens trained on an iterable of texts, with one special
+    token serving as bos, eos and pad."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
-
-    from slmkit.data.corpus import load_documents
 
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[SPECIAL], show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    bpe.train_from_iterator(load_documents(source, text_field), trainer)
+    bpe.train_from_iterator(documents, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token=SPECIAL, eos_token=SPECIAL, pad_token=SPECIAL)
 
 
