@@ -15,6 +15,7 @@ Supported families: llama (incl. SmolLM), mistral, qwen2.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -346,12 +347,21 @@ def file_bytes(config, tokenizer, shapes: dict[str, tuple[int, ...]], qtype: str
     return gguf.GGUFWriter.ggml_pad(head, writer.data_alignment) + data
 
 
-def planned_tensors(config, shapes: dict[str, tuple[int, ...]], qtype: str) -> list[tuple[str, tuple[int, ...], str]]:
-    """(GGUF name, shape, ggml type) of each tensor `add_tensors` writes for a float model, in file order."""
+NAMED_BLOCKS = 256  # one cached name map serves every depth up to this
+
+
+@functools.lru_cache(maxsize=4)
+def name_map(arch: str, blocks: int):
+    """gguf's HF-to-GGUF tensor-name map for an architecture (slow to build, so built once)."""
     import gguf
 
-    arch = ARCHS[config.model_type]
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], config.num_hidden_layers)
+    return gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], blocks)
+
+
+def planned_tensors(config, shapes: dict[str, tuple[int, ...]], qtype: str) -> list[tuple[str, tuple[int, ...], str]]:
+    """(GGUF name, shape, ggml type) of each tensor `add_tensors` writes for a float model, in file order."""
+
+    names = name_map(ARCHS[config.model_type], max(config.num_hidden_layers, NAMED_BLOCKS))
     tied = getattr(config, "tie_word_embeddings", False)
     planned = []
     for name, shape in shapes.items():
