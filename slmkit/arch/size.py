@@ -250,12 +250,12 @@ def parse_fit(text: str) -> tuple[int | None, float | None]:
     for part in (p.strip() for p in text.split(",") if p.strip()):
         key, _, value = part.partition("=")
         if key == "memory" and value:
-            memory = parse_bytes(value, "--fit memory")
+            memory = parse_bytes(value, "--fit: memory")
         elif key == "decode" and value:
             try:
                 decode = float(value)
             except ValueError:
-                raise SlmError(f"--fit decode: cannot read '{value}' as tokens/s") from None
+                raise SlmError(f"--fit: decode: cannot read '{value}' as tokens/s") from None
         else:
             raise SlmError(f"--fit: cannot read '{part}' (give memory=SIZE and/or decode=TOKENS_PER_S, e.g. memory=1GB,decode=30)")
     if memory is None and decode is None:
