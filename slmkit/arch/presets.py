@@ -146,7 +146,7 @@ def preset_base(arch: str, options: ShapeOptions, vocab_size: int | None = None)
     """The preset's shape with the options that do not change its depth or width (and the tokenizer's vocabulary)."""
     base = check_arch(arch).shape
     fixed = {k: getattr(options, k) for k in ("vocab_size", "context", "tied", "activation") if getattr(options, k) is not None}
-    return replace(base, **fixed, **({"vocab_size": vocab_size} if vocab_size else {}))
+    return replace(base, **{**fixed, **({"vocab_size": vocab_size} if vocab_size else {})})  # the tokenizer's vocabulary wins
 
 
 def resolve_shape(arch: str, options: ShapeOptions, vocab_size: int | None = None) -> Shape:
