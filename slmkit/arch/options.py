@@ -67,3 +67,39 @@ class InitOptions(TokenizerOptions, ShapeOptions):
 
 register_step("init", InitStepOptions, "slmkit.arch.build:init_step",
               "replace the model by a randomly initialised architecture preset (from-scratch training starts here)")
+
+
+class SizeOptions(ShapeOptions):
+    """`slm size`'s options: the shape options size a preset; --context is also the context the KV
+    cache, FLOPs and decode speed are computed at (default: the model's)."""
+
+    tokenizer: Optional[str] = Field(None, description="a preset's tokenizer, giving its vocabulary and GGUF header "
+                                     "(default smollm2-135m, as slm init)")
+    format: Optional[str] = Field(None, description="formats to show, comma-separated (default: all; --fit uses the first, "
+                                  "default fp16)")
+    fit: Optional[str] = Field(None, description='find the largest preset shape within a budget: "memory=1GB,decode=30" '
+                               "(weights + KV cache at the context; predicted decode tokens/s)")
+
+    @field_validator("format")
+    @classmethod
+    def _known_formats(cls, value: Optional[str]) -> Optional[str]:
+        from slmkit.arch.size import check_formats
+
+        if value is not None:
+            try:
+                check_formats(value)
+            except SlmError as err:
+                raise ValueError(str(err).removeprefix("--format: ")) from None
+        return value
+
+    @field_validator("fit")
+    @classmethod
+    def _readable_fit(cls, value: Optional[str]) -> Optional[str]:
+        from slmkit.arch.size import parse_fit
+
+        if value is not None:
+            try:
+                parse_fit(value)
+            except SlmError as err:
+                raise ValueError(str(err).removeprefix("--fit: ")) from None
+        return value

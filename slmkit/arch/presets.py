@@ -142,30 +142,39 @@ def with_width(options: ShapeOptions, base: Shape, layers: int, hidden: int) -> 
     return replace(base, layers=layers, hidden=hidden, heads=heads, kv_heads=kv, head_dim=head_dim, intermediate=intermediate)
 
 
-def resolve_shape(arch: str, options: ShapeOptions, vocab_size: int | None = None) -> Shape:
-    """The exact shape of a preset with options (and a vocabulary the tokenizer fixes, if given)."""
+def preset_base(arch: str, options: ShapeOptions, vocab_size: int | None = None) -> Shape:
+    """The preset's shape with the options that do not change its depth or width (and the tokenizer's vocabulary)."""
     base = check_arch(arch).shape
     fixed = {k: getattr(options, k) for k in ("vocab_size", "context", "tied", "activation") if getattr(options, k) is not None}
-    base = replace(base, **fixed, **({"vocab_size": vocab_size} if vocab_size else {}))
+    return replace(base, **{**fixed, **({"vocab_size": vocab_size} if vocab_size else {})})  # the tokenizer's vocabulary wins
+
+
+def resolve_shape(arch: str, options: ShapeOptions, vocab_size: int | None = None) -> Shape:
+    """The exact shape of a preset with options (and a vocabulary the tokenizer fixes, if given)."""
+    base = preset_base(arch, options, vocab_size)
     if options.params is None:
         return with_width(options, base, options.layers or base.layers, options.hidden or base.hidden)
     return solve(options, base, parse_count(options.params))
 
 
-def solve(options: ShapeOptions, base: Shape, target: int) -> Shape:
-    """The shape closest to `target` parameters along the preset's aspect ratio (or with the given depth/width)."""
+def candidates(options: ShapeOptions, base: Shape) -> list[tuple[int, int]]:
+    """The (layers, width) pairs a budget search tries: the given depth or width with the other free,
+    else for every depth the two widths around the preset's aspect ratio, in whole heads and KV groups."""
     head_dim = options.head_dim or base.head_dim
     unit = head_dim * (base.heads // base.kv_heads) if not options.heads else options.heads
     aspect = base.hidden / base.layers
     if options.layers:
-        candidates = [(options.layers, k * unit) for k in range(1, 257)]
-    elif options.hidden:
-        candidates = [(layers, options.hidden) for layers in range(1, 257)]
-    else:
-        candidates = [(layers, max(unit, k * unit)) for layers in range(1, 257)  # the two widths around the aspect
-                      for k in {int(aspect * layers // unit), int(aspect * layers // unit) + 1}]
+        return [(options.layers, k * unit) for k in range(1, 257)]
+    if options.hidden:
+        return [(layers, options.hidden) for layers in range(1, 257)]
+    return [(layers, max(unit, k * unit)) for layers in range(1, 257)
+            for k in sorted({int(aspect * layers // unit), int(aspect * layers // unit) + 1})]
+
+
+def solve(options: ShapeOptions, base: Shape, target: int) -> Shape:
+    """The shape closest to `target` parameters along the preset's aspect ratio (or with the given depth/width)."""
     best, best_gap = None, None
-    for layers, hidden in candidates:
+    for layers, hidden in candidates(options, base):
         shape = with_width(options, base, layers, hidden)
         embedding, non_embedding = count_params(shape)
         gap = abs(non_embedding + (embedding if options.budget == "total" else 0) - target)

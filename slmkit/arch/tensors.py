@@ -94,6 +94,7 @@ def model_tensors(spec: str) -> ModelTensors:
     config = config_of(spec)
     anatomy = anatomy_of(config)
     model = empty_model(config)
+    model.tie_weights()  # on the meta device transformers ties only when asked
     shapes = {name: tuple(p.shape) for name, p in model.named_parameters()}  # tied weights appear once
     linears = frozenset(f"{name}.weight" for name in decoder_linears(model))
     embeddings = frozenset(n for n in shapes if n.startswith((anatomy.embed + ".", anatomy.lm_head + ".")))

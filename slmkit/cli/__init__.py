@@ -29,6 +29,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 
 
 # Command modules register themselves on `app` when imported.
+from slmkit.cli import arch as _arch  # noqa: E402,F401
 from slmkit.cli import data as _data  # noqa: E402,F401
 from slmkit.cli import evaluate as _evaluate  # noqa: E402,F401
 from slmkit.cli import export as _export  # noqa: E402,F401

@@ -10,6 +10,7 @@ names the folder. Remote code is never run: a folder whose config needs it is re
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -144,3 +145,23 @@ def write_config(model: nn.Module, tokenizer, folder: Path, extra: dict | None =
         model.generation_config.save_pretrained(folder)
     if tokenizer is not None:
         tokenizer.save_pretrained(folder)
+
+
+# safetensors writes tensors sorted by dtype, largest first in its own enum order, then by name.
+SAFETENSORS_ORDER = ("U64", "I64", "F64", "F32", "U32", "I32", "BF16", "F16", "U16", "I16", "I8", "U8", "BOOL")
+SAFETENSORS_ITEMSIZE = {"U64": 8, "I64": 8, "F64": 8, "F32": 4, "U32": 4, "I32": 4, "BF16": 2, "F16": 2, "U16": 2,
+                        "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+
+
+def safetensors_bytes(tensors: dict[str, tuple[str, tuple[int, ...]]], metadata: dict | None = None) -> int:
+    """The exact size of the safetensors file holding `tensors` ({name: (dtype, shape)}): an 8-byte
+    length, the JSON header (compact, padded with spaces to 8 bytes) and the data, back to back."""
+    header: dict = {"__metadata__": metadata} if metadata else {}
+    offset = 0
+    for name in sorted(tensors, key=lambda n: (SAFETENSORS_ORDER.index(tensors[n][0]), n)):
+        dtype, shape = tensors[name]
+        size = SAFETENSORS_ITEMSIZE[dtype] * math.prod(shape)
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    text = len(json.dumps(header, separators=(",", ":")).encode())
+    return 8 + text + (-text) % 8 + offset

@@ -15,6 +15,7 @@ Supported families: llama (incl. SmolLM), mistral, qwen2.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -135,33 +136,28 @@ def model_grid(model) -> str | None:
     return kinds.pop() if kinds else None
 
 
-@torch.no_grad()
-def save(model, tokenizer, path: Path, qtype: str | None = None, requantize: bool = False) -> Path:
-    """Write `model` (and its tokenizer) to one GGUF file at `path` (a folder: its model.gguf).
-
-    The file type defaults to the model's own grid, else F16."""
-    import gguf
-
-    if path.is_dir():
-        path = path / FILE
-    qtype = (qtype or model_grid(model) or "F16").upper()
-
-    config = model.config
+def check_config(config, qtype: str) -> str:
+    """The GGUF architecture of a config, or a one-line error for what GGUF export does not support."""
     family = config.model_type
     if family not in ARCHS:
         raise SlmError(f"GGUF export does not support '{family}' models (supported: {', '.join(sorted(ARCHS))})")
     if qtype not in TYPES:
         raise SlmError(f"unknown GGUF type '{qtype}' (valid: {', '.join(TYPES)})")
-    arch = ARCHS[family]
+    rope = getattr(config, "rope_parameters", None) or {}
+    if rope.get("rope_type", "default") not in ("default", None):
+        raise SlmError(f"GGUF export supports plain rotary embeddings only (this model uses {rope['rope_type']})")
+    return ARCHS[family]
+
+
+def add_metadata(writer, config, tokenizer, qtype: str, grids: bool) -> None:
+    """The file's key-value metadata: the config llama.cpp reads, the file type and the tokenizer."""
+    import gguf
+
     heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     rope = getattr(config, "rope_parameters", None) or {}
     rope_theta = rope.get("rope_theta", getattr(config, "rope_theta", 10000.0))
-    if rope.get("rope_type", "default") not in ("default", None):
-        raise SlmError(f"GGUF export supports plain rotary embeddings only (this model uses {rope['rope_type']})")
-
-    writer = gguf.GGUFWriter(str(path), arch)
-    writer.add_name(getattr(config, "_name_or_path", "") or family)
+    writer.add_name(getattr(config, "_name_or_path", "") or config.model_type)
     writer.add_context_length(config.max_position_embeddings)
     writer.add_embedding_length(config.hidden_size)
     writer.add_block_count(config.num_hidden_layers)
@@ -176,15 +172,41 @@ def save(model, tokenizer, path: Path, qtype: str | None = None, requantize: boo
     writer.add_vocab_size(config.vocab_size)
     writer.add_file_type(gguf.LlamaFileType.ALL_F32 if qtype == "F32" else gguf.LlamaFileType[f"MOSTLY_{qtype}"])
     add_tokenizer(writer, tokenizer, config.vocab_size)
-    if model_grid(model):  # tells slmkit's loader that these blocks are the model (restore_grids), not a float source
+    if grids:  # tells slmkit's loader that these blocks are the model (restore_grids), not a float source
         writer.add_bool(GRIDS_KEY, True)
 
+
+@torch.no_grad()
+def save(model, tokenizer, path: Path, qtype: str | None = None, requantize: bool = False) -> Path:
+    """Write `model` (and its tokenizer) to one GGUF file at `path` (a folder: its model.gguf).
+
+    The file type defaults to the model's own grid, else F16."""
+    import gguf
+
+    if path.is_dir():
+        path = path / FILE
+    qtype = (qtype or model_grid(model) or "F16").upper()
+
+    config = model.config
+    arch = check_config(config, qtype)
+    writer = gguf.GGUFWriter(str(path), arch)
+    add_metadata(writer, config, tokenizer, qtype, grids=bool(model_grid(model)))
     add_tensors(writer, model, arch, qtype, requantize)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def gguf_name(names, name: str, tied: bool) -> str | None:
+    """The GGUF name of a model tensor, None for those the file leaves out (a tied LM head, rotary tables)."""
+    if name == "lm_head.weight" and tied:
+        return None
+    new_name = names.get_name(name, try_suffixes=(".weight", ".bias"))
+    if new_name is None and not name.endswith("rotary_emb.inv_freq"):
+        raise SlmError(f"GGUF export: no GGUF name for tensor {name}")
+    return new_name
 
 
 def add_tensors(writer, model, arch: str, qtype: str, requantize: bool) -> None:
@@ -195,13 +217,9 @@ def add_tensors(writer, model, arch: str, qtype: str, requantize: bool) -> None:
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], config.num_hidden_layers)
     tied = getattr(config, "tie_word_embeddings", False)
     for name, tensor in float_state_dict(model).items():
-        if name == "lm_head.weight" and tied:
-            continue
-        new_name = names.get_name(name, try_suffixes=(".weight", ".bias"))
+        new_name = gguf_name(names, name, tied)
         if new_name is None:
-            if name.endswith("rotary_emb.inv_freq"):
-                continue
-            raise SlmError(f"GGUF export: no GGUF name for tensor {name}")
+            continue
         if config.model_type in PERMUTES_QK and name.endswith(("q_proj.weight", "k_proj.weight")):
             q = name.endswith("q_proj.weight")
             tensor = permute_rows(tensor, config.num_attention_heads if q else config.num_key_value_heads)
@@ -305,3 +323,52 @@ def to_folder(path: Path, name: str | None = None) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def file_bytes(config, tokenizer, shapes: dict[str, tuple[int, ...]], qtype: str) -> int:
+    """The exact size of the file `save` writes for a float model with these tensors ({HF name: shape},
+    in state-dict order): gguf's own writer lays out the header, metadata and tensor infos in a
+    scratch file (no tensor data), then each tensor's data is padded to the file's alignment."""
+    import gguf
+
+    arch = check_config(config, qtype)
+    writer = gguf.GGUFWriter(None, arch)
+    add_metadata(writer, config, tokenizer, qtype, grids=False)
+    data = 0
+    for name, shape, kind in planned_tensors(config, shapes, qtype):
+        block, size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[kind]]
+        nbytes = int(np.prod(shape)) // block * size
+        writer.add_tensor_info(name, shape, np.dtype(np.float32), nbytes, raw_dtype=gguf.GGMLQuantizationType[kind])
+        data += gguf.GGUFWriter.ggml_pad(nbytes, writer.data_alignment)
+    with tempfile.TemporaryDirectory() as scratch:
+        header = Path(scratch) / FILE
+        writer.write_header_to_file(header)
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        writer.close()
+        head = header.stat().st_size
+    return gguf.GGUFWriter.ggml_pad(head, writer.data_alignment) + data
+
+
+NAMED_BLOCKS = 256  # one cached name map serves every depth up to this
+
+
+@functools.lru_cache(maxsize=4)
+def name_map(arch: str, blocks: int):
+    """gguf's HF-to-GGUF tensor-name map for an architecture (slow to build, so built once)."""
+    import gguf
+
+    return gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], blocks)
+
+
+def planned_tensors(config, shapes: dict[str, tuple[int, ...]], qtype: str) -> list[tuple[str, tuple[int, ...], str]]:
+    """(GGUF name, shape, ggml type) of each tensor `add_tensors` writes for a float model, in file order."""
+
+    names = name_map(ARCHS[config.model_type], max(config.num_hidden_layers, NAMED_BLOCKS))
+    tied = getattr(config, "tie_word_embeddings", False)
+    planned = []
+    for name, shape in shapes.items():
+        new_name = gguf_name(names, name, tied)
+        if new_name is not None:
+            planned.append((new_name, shape, tensor_type(new_name, shape, qtype, config.num_hidden_layers, tied, importance=False)))
+    return planned

@@ -45,3 +45,15 @@ def load(path: Path, dtype: str = "float32"):
     if problems:
         raise SlmError(f"{path}: weights do not match its config ({problems[0]})")
     return model.eval(), tokenizer
+
+
+SAFETENSORS_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
+
+
+def file_bytes(shapes: dict[str, tuple[int, ...]], dtype: str = "float32") -> int:
+    """The exact size of model.safetensors that `save` writes for a model of these tensors (each
+    storage once) in one dtype; transformers writes one file up to its 50 GB shard size."""
+    from slmkit.layouts.common import safetensors_bytes
+
+    kind = SAFETENSORS_DTYPES[dtype]
+    return safetensors_bytes({name: (kind, shape) for name, shape in shapes.items()}, {"format": "pt"})

@@ -128,3 +128,23 @@ def load(path: Path, dtype: str = "float32"):
     for prefix in sorted(k[: -len(".weight_scale")] for k in state if k.endswith(".weight_scale")):
         set_module(model, prefix, pop_quant_linear(state, prefix, bits, act_bits, scheme.weights.group_size or 0))
     return load_state(model, state, path, dtype), auto_tokenizer(path)
+
+
+def packed_tensors(name: str, shape: tuple[int, int], bits: int, group_size: int) -> dict[str, tuple[str, tuple]]:
+    """What `save` stores for one symmetric weight-only Linear: its shape, fp32 scales per row and
+    group, and the codes packed 32 // bits to an int32 word along each row (compressed-tensors)."""
+    rows, cols = shape
+    groups = cols // group_size if group_size else 1
+    return {f"{name}_shape": ("I64", (2,)), f"{name}_scale": ("F32", (rows, groups)),
+            f"{name}_packed": ("I32", (rows, -(-cols // (32 // bits))))}
+
+
+def file_bytes(shapes: dict[str, tuple[int, ...]], linears: frozenset[str], bits: int, group_size: int) -> int:
+    """The exact size of model.safetensors that `save` writes for a float32 model whose decoder
+    Linears (`linears`, weight names) are quantized symmetric, weight-only, to `bits` in groups."""
+    from slmkit.layouts.common import safetensors_bytes
+
+    tensors: dict[str, tuple[str, tuple]] = {}
+    for name, shape in shapes.items():
+        tensors.update(packed_tensors(name, shape, bits, group_size) if name in linears else {name: ("F32", shape)})
+    return safetensors_bytes(tensors, {"format": "pt"})
