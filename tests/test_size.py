@@ -142,3 +142,21 @@ def test_predicted_decode_is_within_3x_of_a_measured_one():
     report = size_report(spec_target("smollm2-135m"), ["fp32"], context=64, bandwidth=bandwidth(), with_disk=False)
     predicted = report.formats[0].decode_tokens_per_s
     assert predicted / 3 <= profile.decode_tokens_per_s <= predicted * 3
+
+
+def test_fit_finds_a_shape_within_the_budget_and_refuses_an_impossible_one():
+    import json
+    import subprocess
+    import sys
+
+    def size(*args):
+        return subprocess.run([sys.executable, "-m", "slmkit.cli", "size", "mobilellm", *args], capture_output=True,
+                              text=True, timeout=300)
+
+    fit = size("--fit", "memory=200MB", "--json")
+    assert fit.returncode == 0, fit.stderr
+    row = json.loads(fit.stdout)["formats"][0]
+    assert row["memory_bytes"] + row["kv_bytes"] <= 200e6
+    assert row["memory_bytes"] + row["kv_bytes"] > 0.5 * 200e6  # the largest that fits, not any that fits
+    refused = size("--fit", "memory=1MB")
+    assert refused.returncode != 0 and len(refused.stderr.strip().splitlines()) == 1 and "--fit" in refused.stderr
