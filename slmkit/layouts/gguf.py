@@ -63,8 +63,7 @@ def permute_rows(tensor, heads: int):
     """permute_rotary for a float tensor or, exactly, for a grid tensor's rows of blocks."""
     if not isinstance(tensor, GridTensor):
         return permute_rotary(tensor, heads)
-    m = None if tensor.m is None else permute_rotary(tensor.m, heads)
-    return GridTensor(tensor.type, permute_rotary(tensor.codes, heads), permute_rotary(tensor.d, heads), m)
+    return tensor.map_rows(lambda x: permute_rotary(x, heads))
 
 
 def grid_data(name: str, grid: GridTensor, kind: str, requantize: bool):
@@ -265,7 +264,7 @@ def unpermute_rows(grid: GridTensor, heads: int) -> GridTensor:
     """The inverse of permute_rows on a grid tensor."""
     def back(x):
         return x.reshape(heads, x.shape[0] // heads // 2, 2, *x.shape[1:]).swapaxes(1, 2).reshape(x.shape)
-    return GridTensor(grid.type, back(grid.codes), back(grid.d), None if grid.m is None else back(grid.m))
+    return grid.map_rows(back)
 
 
 def to_folder(path: Path, name: str | None = None) -> Path:

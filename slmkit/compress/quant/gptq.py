@@ -21,7 +21,6 @@ from slmkit.compress.quant.grid import QuantSpec, check_group_size, grid_params,
 from slmkit.compress.quant.options import GPTQOptions
 from slmkit.compress.quant.rtn import spec_of
 from slmkit.errors import SlmError
-from slmkit.ggml.blocks import GridTensor
 from slmkit.ggml.types import grid_type
 from slmkit.modules.ggml_linear import replace_with_ggml
 from slmkit.modules.quant_linear import replace_with_quant
@@ -101,9 +100,7 @@ class GPTQ:
                                 self.spec, o.act_order, o.damp, o.blocksize, o.sparsity, self.pruned_of_m, segments=sizes)
             if o.gguf_type:
                 for path, start, size in zip(paths, [0, *itertools.accumulate(sizes)], sizes):
-                    r = result
-                    replace_with_ggml(layer, path, GridTensor(r.type, r.codes[start:start + size], r.d[start:start + size],
-                                                              None if r.m is None else r.m[start:start + size]))
+                    replace_with_ggml(layer, path, result.map_rows(lambda x, a=start, n=size: x[a:a + n]))
                 continue
             codes, scale, zero = result
             for path, c, s, z in zip(paths, codes.split(sizes), scale.split(sizes), zero.split(sizes)):
