@@ -24,7 +24,8 @@ IMPL_SEARCH = (-0.9, 0.05, 36)  # make_qkx3_quants in the importance path, both 
 
 
 def f32(v: float) -> torch.Tensor:
-    """A C float literal (0.1f): the constant rounded to float32 before any arithmetic."""
+    """A C float constant (0.1f, 63.f) as a float32 tensor. It also keeps `c / tensor` exact: torch computes a
+    Python number over a tensor as reciprocal(tensor) · c, rounding twice."""
     return torch.tensor(v, dtype=F32)
 
 
@@ -38,8 +39,8 @@ def _make_qkx(x, w, nmax: int, rmin: float, rdelta: float, nstep: int):
     flat = hi <= lo
     span = _safe(hi - lo, ~flat)[:, None]
     sum_w, sum_x = _seq(w), _seq(w * x)
-    iscale = nmax / span
-    scale = (1 / iscale)[:, 0]
+    iscale = f32(nmax) / span
+    scale = (f32(1) / iscale)[:, 0]
     L = torch.clamp(torch.round(iscale * (x - lo[:, None])), 0, nmax)
     best = _seq(w * (scale[:, None] * L + lo[:, None] - x).square())
     low = lo.clone()
@@ -65,13 +66,13 @@ def _make_qkx(x, w, nmax: int, rmin: float, rdelta: float, nstep: int):
 
 def _qp_search(x, w, nmax: int, safe):
     """make_qp_quants' scale search: the inverse scale among nmax/max and (nmax ± 0.1 k)/max with least weighted error."""
-    iscale = nmax / safe
+    iscale = f32(nmax) / safe
     L = torch.round(iscale * x)
-    diff = x - (1 / iscale) * L
+    diff = x - (f32(1) / iscale) * L
     best = _seq(w * diff * diff)
     for s in (-4, -3, -2, -1, 1, 2, 3, 4):
         cand = (f32(0.1) * s + nmax) / safe
-        diff = x - (1 / cand) * torch.clamp(torch.round(cand * x), max=nmax)
+        diff = x - (f32(1) / cand) * torch.clamp(torch.round(cand * x), max=nmax)
         mse = _seq(w * diff * diff)
         better = mse < best
         best, iscale = torch.where(better, mse, best), torch.where(better[:, None], cand, iscale)
@@ -107,8 +108,8 @@ def _six_bits(v: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
 def _ref_scales(scales, mins):
     """The reference path: 6-bit scales and mins relative to the largest of each, d = max/63 in fp16."""
     top_s, top_m = (torch.where(v > 0, v, torch.zeros_like(v)) for v in (scales.amax(1), mins.amax(1)))  # +0, never -0
-    inv_s = torch.where(top_s > 0, 63 / _safe(top_s, top_s > 0), torch.zeros_like(top_s))
-    inv_m = torch.where(top_m > 0, 63 / _safe(top_m, top_m > 0), torch.zeros_like(top_m))
+    inv_s = torch.where(top_s > 0, f32(63) / _safe(top_s, top_s > 0), torch.zeros_like(top_s))
+    inv_m = torch.where(top_m > 0, f32(63) / _safe(top_m, top_m > 0), torch.zeros_like(top_m))
     return (top_s / 63).half(), (top_m / 63).half(), _six_bits(scales, inv_s), _six_bits(mins, inv_m)
 
 
@@ -150,9 +151,9 @@ def params_q6(x: torch.Tensor, importance: torch.Tensor | None = None):
     scales = scales.view(B, 16)
     top = scales.gather(1, scales.abs().argmax(1, keepdim=True))[:, 0]
     zero = top.abs() < 1e-15
-    iscale = -128 / _safe(top, ~zero)
+    iscale = f32(-128) / _safe(top, ~zero)
     sc = torch.clamp(torch.round(iscale[:, None] * scales), -128, 127)
-    d = torch.where(zero, torch.zeros_like(top), 1 / iscale).half()
+    d = torch.where(zero, torch.zeros_like(top), f32(1) / iscale).half()
     sc = torch.where(zero[:, None], torch.zeros_like(sc), sc).to(torch.int8)
     return d, sc, torch.where(zero[:, None], torch.full_like(L.view(B, -1), -32), L.view(B, -1))
 

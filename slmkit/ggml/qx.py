@@ -39,7 +39,7 @@ def make_qx(x: torch.Tensor, w: torch.Tensor, nmax: int) -> tuple[torch.Tensor, 
     mx = signed_max(x)[:, 0]
     zero = x.abs().amax(1) < 1e-15
     safe = torch.where(zero, torch.ones_like(mx), mx)
-    lv, sumlx, suml2 = _sums(x, w, (-nmax / safe)[:, None], nmax)
+    lv, sumlx, suml2 = _sums(x, w, (torch.tensor(-nmax, dtype=F32) / safe)[:, None], nmax)  # tensor / tensor: exact
     scale = torch.where(suml2 != 0, sumlx / torch.where(suml2 != 0, suml2, torch.ones_like(suml2)), torch.zeros_like(suml2))
     best = scale * sumlx
     for s in range(-9, 10):

@@ -17,6 +17,7 @@ from slmkit.anatomy import get_module, linear_weight
 from slmkit.compress.layerwise import paths_by_input, run_layerwise
 from slmkit.compress.obs import obs_sweep
 from slmkit.compress.quant.ggml_grid import GgmlColumnQuantizer, check_model_rows
+from slmkit.compress.quant.ggml_kgrid import KColumnQuantizer
 from slmkit.compress.quant.grid import QuantSpec, check_group_size, grid_params, to_codes
 from slmkit.compress.quant.options import GPTQOptions
 from slmkit.compress.quant.rtn import spec_of
@@ -66,7 +67,10 @@ def gptq_codes(weight: torch.Tensor, hessian: torch.Tensor, spec, act_order: boo
     perm = None
     if act_order and pruned_of_m is None:  # an N:M pattern needs consecutive inputs: no reordering then
         perm = torch.argsort(torch.diag(hessian), descending=True)
-    quantizer = GroupQuantizer(spec, W, perm) if isinstance(spec, QuantSpec) else GgmlColumnQuantizer(spec, W, perm)
+    if isinstance(spec, QuantSpec):
+        quantizer = GroupQuantizer(spec, W, perm)
+    else:
+        quantizer = (KColumnQuantizer if spec.is_k else GgmlColumnQuantizer)(spec, W, perm)
     H = hessian if perm is None else hessian[perm][:, perm]
     Wp = W if perm is None else W[:, perm]
     obs_sweep(Wp, H, sparsity=sparsity, pruned_of_m=pruned_of_m, quantizer=quantizer, blocksize=blocksize, damp=damp,
