@@ -22,6 +22,7 @@ FILE_TYPES = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K_S", "Q4_K_M", "Q5_K_
 BASE = {"Q4_K_S": "Q4_K", "Q4_K_M": "Q4_K", "Q5_K_S": "Q5_K", "Q5_K_M": "Q5_K", "Q4_K": "Q4_K", "Q5_K": "Q5_K"}
 TAG = {"Q4_K": "Q4_K_S", "Q5_K": "Q5_K_S"}  # the file-type tag a pure K-grid file carries
 MIXES = FILE_TYPES + tuple(TAG)  # every name tensor_type accepts besides F32/F16
+K_MIXES = ("Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M")  # the file types a quantization step can round for (--gguf-type)
 FALLBACK = {"Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}  # tensor_type_fallback for rows not a multiple of 256
 
 
