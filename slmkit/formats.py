@@ -15,7 +15,9 @@ CODECS: dict[str, str] = {
     "gguf": "slmkit.layouts.gguf",
     "hf": "slmkit.layouts.hf",
 }
-GGUF_TYPES = ("F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1")  # tensor types `slm export --format gguf` writes
+# File types `slm export --format gguf` writes (llama-quantize's, plus the pure K-grid mixes Q4_K and Q5_K)
+GGUF_TYPES = ("F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K",
+              "Q4_K", "Q5_K")
 
 # The formats a recipe's `save:` and the CLI name, and what each writes.
 SAVE_FORMATS: dict[str, str] = {

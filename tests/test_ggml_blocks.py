@@ -18,13 +18,19 @@ NAMES = list(GRID_TYPES)
 
 
 def weights(rows=48, cols=256, seed=0) -> torch.Tensor:
-    """Heavy-tailed weights with the awkward cases: an all-zero block, exact ties of magnitude, tiny values."""
+    """Heavy-tailed weights with the awkward cases: an all-zero block, exact ties of magnitude, tiny values,
+    an all-zero row (a whole K super-block), constant and one-signed sub-blocks."""
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(rows, cols, generator=g) * torch.rand(rows, 1, generator=g) * 0.1
     w[:, :7] *= 20
     w[0, :32] = 0
     w[1, 32:64] = torch.tensor([0.5, -0.5] * 16)
     w[2, 64:96] = 1e-7 * torch.randn(32, generator=g)
+    w[3] = 0
+    w[4, :32] = -0.3
+    w[5, 32:48] = 0.2
+    w[6, 96:128] = -torch.rand(32, generator=g)
+    w[7, 128:160] = torch.rand(32, generator=g) + 0.5
     return w
 
 
@@ -34,9 +40,11 @@ def test_layout_sizes_and_roundtrip(name):
     assert GGML_QUANT_SIZES[GGMLQuantizationType[name]] == (t.block, t.block_bytes)
     q = quantize(weights(), t)
     raw = pack(q)
-    assert raw.shape == (48, 256 // 32 * t.block_bytes)
+    assert raw.shape == (48, 256 // t.block * t.block_bytes)
     back = unpack(raw, t, 256)
-    assert torch.equal(back.codes, q.codes) and torch.equal(back.d.view(torch.int16), q.d.view(torch.int16))
+    for field in ("codes", "d", "m", "scales", "mins"):
+        a, b = getattr(back, field), getattr(q, field)
+        assert (a is None) == (b is None) and (a is None or torch.equal(a.view(torch.uint8), b.view(torch.uint8))), field
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -55,7 +63,7 @@ def test_bytes_equal_llama_cpp_plain(name):
     assert np.array_equal(pack(quantize(w, t)).numpy(), theirs)
 
 
-@pytest.mark.parametrize("name", ["Q4_0", "Q5_0", "Q8_0"])
+@pytest.mark.parametrize("name", ["Q4_0", "Q5_0", "Q8_0", "Q4_K", "Q5_K", "Q6_K"])
 def test_bytes_equal_llama_cpp_importance(name):
     t = grid_type(name)
     w = weights(rows=16, seed=3)

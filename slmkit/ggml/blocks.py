@@ -1,33 +1,26 @@
 """Grid-quantized tensors as codes plus fp16 block scales/mins, and their exact ggml byte layout.
 
 `GridTensor` is what quantizers produce and what GGUF export writes: `pack` lays the blocks out
-byte for byte as ggml's block_q4_0 / q4_1 / q5_0 / q5_1 / q8_0 structs, `unpack` reads them
-back, and `dequantize` computes the floats ggml (and `gguf.quants.dequantize`) decode them to.
+byte for byte as ggml's block_q4_0 / q4_1 / q5_0 / q5_1 / q8_0 structs (the K super-blocks in
+slmkit/ggml/kblocks.py), `unpack` reads them back, and `dequantize` computes the floats ggml (and
+`gguf.quants.dequantize`) decode them to.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
+from slmkit.ggml import kblocks
+from slmkit.ggml.tensor import GridTensor
 from slmkit.ggml.types import GridType
 
-
-@dataclass
-class GridTensor:
-    type: GridType
-    codes: torch.Tensor  # int8 [rows, cols]: signed levels (symmetric types) or unsigned levels (_1 types)
-    d: torch.Tensor  # float16 [rows, cols // block]
-    m: torch.Tensor | None = None  # float16 [rows, cols // block], only for _1 types
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return tuple(self.codes.shape)
+__all__ = ["GridTensor", "dequantize", "pack", "unpack"]
 
 
 def dequantize(t: GridTensor) -> torch.Tensor:
     """float32 [rows, cols], computed as ggml does: fp16 d (and m) widened to float32, d · q (+ m)."""
+    if t.type.is_k:
+        return kblocks.dequantize(t)
     rows, cols = t.shape
     q = t.codes.float().view(rows, -1, t.type.block)
     out = t.d.float()[..., None] * q
@@ -51,6 +44,8 @@ def pack(t: GridTensor) -> torch.Tensor:
     """uint8 [rows, row_bytes]: each block as ggml stores it (d, [m], [qh], qs)."""
     rows, cols = t.shape
     g = t.type
+    if g.is_k:
+        return kblocks.pack(t).view(rows, -1)
     q = t.codes.view(-1, g.block)
     u = (q.to(torch.int16) + (0 if g.has_min else g.nmax)).to(torch.uint8)
     parts = [t.d.reshape(-1, 1).view(torch.uint8)]
@@ -67,6 +62,8 @@ def pack(t: GridTensor) -> torch.Tensor:
 
 def unpack(raw: torch.Tensor, g: GridType, cols: int) -> GridTensor:
     """The inverse of `pack`: uint8 [rows, row_bytes] (or flat) of type g with rows of `cols` values."""
+    if g.is_k:
+        return kblocks.unpack(raw, g, cols)
     b = raw.reshape(-1, g.block_bytes)
     rows = b.shape[0] * g.block // cols
     d = b[:, 0:2].contiguous().view(torch.float16)

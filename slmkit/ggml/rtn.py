@@ -4,7 +4,7 @@
 `quantize(w, t, importance)` follows the imatrix path (quantize_row_q4_0_impl / q5_0_impl, which
 search 18 scales around the block's max with weights importance · sqrt(sigma² + x²)). All
 arithmetic is float32 in the same order as the C code, so the codes and fp16 scales match
-llama.cpp's bytes. Q8_0 ignores importance, as llama.cpp does.
+llama.cpp's bytes. Q8_0 ignores importance, as llama.cpp does. The K types live in krtn.py.
 """
 
 from __future__ import annotations
@@ -13,14 +13,10 @@ import torch
 
 from slmkit.errors import SlmError
 from slmkit.ggml.blocks import GridTensor
+from slmkit.ggml.qx import in_order, make_qx, signed_max, sqrtf
 from slmkit.ggml.types import GridType
 
 F32 = torch.float32
-
-
-def _signed_max(x: torch.Tensor) -> torch.Tensor:
-    """Per block [B, n]: the first value of largest magnitude, with its sign (ggml's `max`)."""
-    return x.gather(1, x.abs().argmax(1, keepdim=True))
 
 
 def _inverse(d: torch.Tensor) -> torch.Tensor:
@@ -39,7 +35,7 @@ def _ref(x: torch.Tensor, t: GridType) -> tuple[torch.Tensor, torch.Tensor, torc
         d = x.abs().amax(1, keepdim=True) / 127
         return _roundf(x * _inverse(d)), d.half(), None
     if not t.has_min:
-        d = _signed_max(x) / -t.nmax
+        d = signed_max(x) / -t.nmax
         u = torch.clamp((x * _inverse(d) + (t.nmax + 0.5)).trunc(), max=2 * t.nmax - 1)
         return u - t.nmax, d.half(), None
     lo, hi = x.amin(1, keepdim=True), x.amax(1, keepdim=True)
@@ -48,46 +44,12 @@ def _ref(x: torch.Tensor, t: GridType) -> tuple[torch.Tensor, torch.Tensor, torc
     return u, d.half(), lo.half()
 
 
-def _sums(x, w, iscale, nmax):
-    """One candidate scale of make_qx_quants: levels and the sequential float32 sums Σw·x·l, Σw·l²."""
-    lv = torch.clamp(torch.round(iscale * x), -nmax, nmax - 1)
-    sumlx = torch.zeros(x.shape[0], dtype=F32)
-    suml2 = torch.zeros(x.shape[0], dtype=F32)
-    for i in range(x.shape[1]):  # C order of accumulation, so the float sums round the same way
-        sumlx = sumlx + w[:, i] * x[:, i] * lv[:, i]
-        suml2 = suml2 + w[:, i] * lv[:, i] * lv[:, i]
-    return lv, sumlx, suml2
-
-
-def _make_qx(x: torch.Tensor, w: torch.Tensor, nmax: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """make_qx_quants(n, nmax, x, L, rmse_type=1, w) on blocks [B, n]: (signed levels, float32 scale)."""
-    mx = _signed_max(x)[:, 0]
-    zero = x.abs().amax(1) < 1e-15
-    safe = torch.where(zero, torch.ones_like(mx), mx)
-    lv, sumlx, suml2 = _sums(x, w, (-nmax / safe)[:, None], nmax)
-    scale = torch.where(suml2 != 0, sumlx / torch.where(suml2 != 0, suml2, torch.ones_like(suml2)), torch.zeros_like(suml2))
-    best = scale * sumlx
-    for s in range(-9, 10):
-        if s == 0:
-            continue
-        iscale = -(nmax + torch.tensor(0.1, dtype=F32) * s) / safe
-        cand, sumlx, suml2 = _sums(x, w, iscale[:, None], nmax)
-        better = (suml2 > 0) & (sumlx * sumlx > best * suml2)
-        lv = torch.where(better[:, None], cand, lv)
-        scale = torch.where(better, sumlx / torch.where(suml2 > 0, suml2, torch.ones_like(suml2)), scale)
-        best = torch.where(better, scale * sumlx, best)
-    return torch.where(zero[:, None], torch.full_like(lv, -nmax), lv), torch.where(zero, torch.zeros_like(scale), scale)
-
-
 def _importance(w: torch.Tensor, t: GridType, importance: torch.Tensor) -> GridTensor:
     """The imatrix path for one matrix w [rows, cols] (float32) with per-input-channel importance [cols]."""
     rows, cols = w.shape
-    sum_x2 = torch.zeros(rows, dtype=F32)
-    for j in range(cols):  # sequential, as the C loop
-        sum_x2 = sum_x2 + w[:, j] * w[:, j]
-    sigma2 = sum_x2 / torch.tensor(float(cols), dtype=F32)
-    weight = importance.to(F32)[None, :] * torch.sqrt(sigma2[:, None] + w * w)
-    lv, d = _make_qx(w.reshape(-1, t.block), weight.reshape(-1, t.block), t.nmax)
+    sigma2 = in_order(w * w) / torch.tensor(float(cols), dtype=F32)
+    weight = importance.to(F32)[None, :] * sqrtf(sigma2[:, None] + w * w)
+    lv, d = make_qx(w.reshape(-1, t.block), weight.reshape(-1, t.block), t.nmax)
     nb = cols // t.block
     return GridTensor(t, lv.to(torch.int8).view(rows, cols), d.half().view(rows, nb))
 
@@ -98,6 +60,10 @@ def quantize(w: torch.Tensor, t: GridType, importance: torch.Tensor | None = Non
     rows, cols = w.shape
     if cols % t.block:
         raise SlmError(f"rows of {cols} values do not split into {t.name} blocks of {t.block}")
+    if t.is_k:
+        from slmkit.ggml.krtn import quantize_k
+
+        return quantize_k(w, t, importance)
     if importance is not None and t.bits != 8:
         if t.has_min:
             raise SlmError(f"importance-weighted rounding is not built for {t.name} (use Q4_0, Q5_0 or Q8_0)")

@@ -1,7 +1,10 @@
 """The ggml block types slmkit quantizes onto: block width, code range and whether a block has a min.
 
 A weight decodes to d · q for the symmetric types (q signed) and d · q + m for the `_1` types
-(q unsigned), with d and m stored as fp16, exactly as ggml-quants.c decodes them.
+(q unsigned), with d and m stored as fp16, exactly as ggml-quants.c decodes them. The K types
+(Q4_K, Q5_K, Q6_K) are super-blocks of 256: an fp16 d (and dmin) scales small integer sub-block
+scales (6-bit scales and mins over 32 values for Q4_K/Q5_K, int8 scales over 16 for Q6_K), and a
+weight decodes to (d · scale) · q − (dmin · min).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ class GridType:
     bits: int
     has_min: bool
     block: int = 32
+    sub: int = 32  # values per sub-block scale (the block itself for the 32-wide types)
 
     @property
     def nmax(self) -> int:
@@ -25,8 +29,16 @@ class GridType:
         return 2 ** (self.bits - 1) if not self.has_min else 2**self.bits - 1
 
     @property
+    def is_k(self) -> bool:
+        """A K type: super-blocks of sub-blocks, each with its own small integer scale (and min)."""
+        return self.sub < self.block
+
+    @property
     def block_bytes(self) -> int:
-        return 2 + (2 if self.has_min else 0) + self.block * self.bits // 8
+        halves = 2 + (2 if self.has_min else 0)
+        if self.is_k:  # 12 bytes of 6-bit scales and mins, or one int8 scale per sub-block
+            return halves + (12 if self.has_min else self.block // self.sub) + self.block * self.bits // 8
+        return halves + self.block * self.bits // 8
 
 
 GRID_TYPES = {t.name: t for t in (
@@ -35,6 +47,9 @@ GRID_TYPES = {t.name: t for t in (
     GridType("Q5_0", 6, 5, False),
     GridType("Q5_1", 7, 5, True),
     GridType("Q8_0", 8, 8, False),
+    GridType("Q4_K", 12, 4, True, block=256),
+    GridType("Q5_K", 13, 5, True, block=256),
+    GridType("Q6_K", 14, 6, False, block=256, sub=16),
 )}
 
 

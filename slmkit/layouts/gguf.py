@@ -1,8 +1,8 @@
 """The GGUF layout (llama.cpp, Ollama): one file holding the tokenizer, the config and every tensor.
 
-Saving writes F32, F16 or a llama-quantize file type (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): each tensor
-gets llama-quantize's type (slmkit/ggml/mix.py) and is rounded by slmkit/ggml/rtn.py, which
-reproduces llama.cpp's quantizers byte for byte, then written raw. Loading converts the file once
+Saving writes F32, F16 or a llama-quantize file type (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K_S, Q4_K_M,
+Q5_K_S, Q5_K_M, Q6_K): each tensor gets llama-quantize's type (slmkit/ggml/mix.py) and is rounded
+by slmkit/ggml/rtn.py, which reproduces llama.cpp's quantizers byte for byte, then written raw. Loading converts the file once
 through transformers' GGUF support into a cached safetensors folder (later loads take seconds).
 
 Weights are renamed with gguf's tensor-name map and, for Llama-family attention, q/k rows are
@@ -30,7 +30,7 @@ from slmkit.cache import cache_dir
 from slmkit.errors import SlmError
 from slmkit.formats import GGUF_TYPES as TYPES
 from slmkit.ggml.blocks import GridTensor, dequantize, pack
-from slmkit.ggml.mix import tensor_type
+from slmkit.ggml.mix import TAG, tensor_type
 from slmkit.layouts import hf
 from slmkit.layouts.common import auto_tokenizer, first_line
 from slmkit.modules.ggml_linear import GgmlLinear
@@ -64,8 +64,7 @@ def permute_rows(tensor, heads: int):
     """permute_rotary for a float tensor or, exactly, for a grid tensor's rows of blocks."""
     if not isinstance(tensor, GridTensor):
         return permute_rotary(tensor, heads)
-    m = None if tensor.m is None else permute_rotary(tensor.m, heads)
-    return GridTensor(tensor.type, permute_rotary(tensor.codes, heads), permute_rotary(tensor.d, heads), m)
+    return tensor.map_rows(lambda x: permute_rotary(x, heads))
 
 
 def grid_data(name: str, grid: GridTensor, kind: str, requantize: bool):
@@ -129,11 +128,24 @@ FILE = "model.gguf"  # the file's name inside an output folder (format gguf of a
 
 
 def model_grid(model) -> str | None:
-    """The ggml type the model's grid layers share (None for a float model); an error if they mix types."""
-    kinds = {m.gguf_type for m in model.modules() if isinstance(m, GgmlLinear)}
-    if len(kinds) > 1:
-        raise SlmError(f"the model mixes ggml grids ({', '.join(sorted(kinds))}); export with --type and --requantize")
-    return kinds.pop() if kinds else None
+    """The file type the model's grid layers imply (None for a float model): the grid they share, or the
+    llama-quantize mix that gives every grid layer its type; an error if no mix does."""
+    from slmkit.anatomy import decoder_linears
+    from slmkit.ggml.mix import FILE_TYPES, MIXES, decoder_name
+
+    grids = {decoder_name(p): m for p, m in decoder_linears(model).items() if isinstance(m, GgmlLinear)}
+    kinds = {m.gguf_type for m in grids.values()}
+    if len(kinds) == 1 and next(iter(kinds)) in MIXES:
+        return kinds.pop()
+    n_layer, tied = model.config.num_hidden_layers, getattr(model.config, "tie_word_embeddings", False)
+    for ftype in FILE_TYPES if kinds else ():
+        if all(tensor_type(n, (m.out_features, m.in_features), ftype, n_layer, tied, False) == m.gguf_type
+               for n, m in grids.items()):
+            return ftype
+    if kinds:
+        raise SlmError(f"the model mixes ggml grids ({', '.join(sorted(kinds))}) as no llama-quantize file type does; "
+                       "export with --type and --requantize")
+    return None
 
 
 def check_config(config, qtype: str) -> str:
@@ -170,7 +182,8 @@ def add_metadata(writer, config, tokenizer, qtype: str, grids: bool) -> None:
     writer.add_rope_freq_base(float(rope_theta))
     writer.add_layer_norm_rms_eps(config.rms_norm_eps)
     writer.add_vocab_size(config.vocab_size)
-    writer.add_file_type(gguf.LlamaFileType.ALL_F32 if qtype == "F32" else gguf.LlamaFileType[f"MOSTLY_{qtype}"])
+    tag = TAG.get(qtype, qtype)
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32 if qtype == "F32" else gguf.LlamaFileType[f"MOSTLY_{tag}"])
     add_tokenizer(writer, tokenizer, config.vocab_size)
     if grids:  # tells slmkit's loader that these blocks are the model (restore_grids), not a float source
         writer.add_bool(GRIDS_KEY, True)
@@ -283,7 +296,7 @@ def unpermute_rows(grid: GridTensor, heads: int) -> GridTensor:
     """The inverse of permute_rows on a grid tensor."""
     def back(x):
         return x.reshape(heads, x.shape[0] // heads // 2, 2, *x.shape[1:]).swapaxes(1, 2).reshape(x.shape)
-    return GridTensor(grid.type, back(grid.codes), back(grid.d), None if grid.m is None else back(grid.m))
+    return grid.map_rows(back)
 
 
 def to_folder(path: Path, name: str | None = None) -> Path:

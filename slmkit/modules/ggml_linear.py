@@ -1,4 +1,4 @@
-"""GgmlLinear: a Linear whose weight lies on a llama.cpp grid, kept as the file's codes and fp16 scales.
+"""GgmlLinear: a Linear whose weight lies on a llama.cpp grid, kept as the file's codes and scales.
 
 The transformers path multiplies by exactly the floats the GGUF file decodes to
 (slmkit/ggml/blocks.py), so evaluating the model in slmkit measures the weights llama.cpp runs.
@@ -23,10 +23,12 @@ class GgmlLinear(nn.Module):
         self.register_buffer("codes", grid.codes.contiguous())
         self.register_buffer("d", grid.d.contiguous())
         self.register_buffer("m", None if grid.m is None else grid.m.contiguous())
+        self.register_buffer("scales", None if grid.scales is None else grid.scales.contiguous())  # K types' sub-blocks
+        self.register_buffer("mins", None if grid.mins is None else grid.mins.contiguous())
         self.register_buffer("bias", bias)
 
     def grid(self) -> GridTensor:
-        return GridTensor(GRID_TYPES[self.gguf_type], self.codes, self.d, self.m)
+        return GridTensor(GRID_TYPES[self.gguf_type], self.codes, self.d, self.m, self.scales, self.mins)
 
     def dequantized_weight(self) -> torch.Tensor:
         return dequantize(self.grid())

@@ -16,13 +16,13 @@ import torch
 from slmkit.anatomy import get_module, linear_weight
 from slmkit.compress.layerwise import paths_by_input, run_layerwise
 from slmkit.compress.obs import obs_sweep
-from slmkit.compress.quant.ggml_grid import GgmlColumnQuantizer, check_model_rows
+from slmkit.compress.quant.ggml_grid import GgmlColumnQuantizer
+from slmkit.compress.quant.ggml_kgrid import KColumnQuantizer
+from slmkit.compress.quant.ggml_plan import GridPlan
 from slmkit.compress.quant.grid import QuantSpec, check_group_size, grid_params, to_codes
 from slmkit.compress.quant.options import GPTQOptions
 from slmkit.compress.quant.rtn import spec_of
 from slmkit.errors import SlmError
-from slmkit.ggml.blocks import GridTensor
-from slmkit.ggml.types import grid_type
 from slmkit.modules.ggml_linear import replace_with_ggml
 from slmkit.modules.quant_linear import replace_with_quant
 
@@ -67,7 +67,10 @@ def gptq_codes(weight: torch.Tensor, hessian: torch.Tensor, spec, act_order: boo
     perm = None
     if act_order and pruned_of_m is None:  # an N:M pattern needs consecutive inputs: no reordering then
         perm = torch.argsort(torch.diag(hessian), descending=True)
-    quantizer = GroupQuantizer(spec, W, perm) if isinstance(spec, QuantSpec) else GgmlColumnQuantizer(spec, W, perm)
+    if isinstance(spec, QuantSpec):
+        quantizer = GroupQuantizer(spec, W, perm)
+    else:
+        quantizer = (KColumnQuantizer if spec.is_k else GgmlColumnQuantizer)(spec, W, perm)
     H = hessian if perm is None else hessian[perm][:, perm]
     Wp = W if perm is None else W[:, perm]
     obs_sweep(Wp, H, sparsity=sparsity, pruned_of_m=pruned_of_m, quantizer=quantizer, blocksize=blocksize, damp=damp,
@@ -83,40 +86,49 @@ class GPTQ:
     stats = {"gram"}
     sequential = True
 
-    def __init__(self, options: GPTQOptions) -> None:
-        self.options = options
-        self.spec = grid_type(options.gguf_type) if options.gguf_type else spec_of(options)
+    def __init__(self, options: GPTQOptions, plan: GridPlan | None = None) -> None:
+        self.options, self.plan = options, plan
+        self.spec = None if plan is not None else spec_of(options)
         kept, of = (int(v) for v in options.pattern.split(":")) if options.pattern else (0, 0)
         self.pruned_of_m = (of - kept, of) if options.pattern else None
+
+    def _by_grid(self, index, layer, paths: list[str]) -> list[tuple]:
+        """(spec, paths) groups: one for slmkit's grid; per ggml type when a file type's mix gives them different ones."""
+        if self.plan is None:
+            return [(self.spec, paths)]
+        groups: dict = {}
+        for p in paths:
+            groups.setdefault(self.plan.in_layer(index, p, get_module(layer, p)), []).append(p)
+        return [(g, ps) for g, ps in groups.items() if g is not None]  # None: a layer the file keeps in float
 
     def apply(self, index, layer, stats) -> None:
         # Linears reading the same input (q/k/v, gate/up) share H, and GPTQ treats rows
         # independently given H: one sweep over their stacked rows is the same computation as
         # one sweep each, with a third of the Cholesky factorisations and column-loop steps.
         o = self.options
-        for paths in paths_by_input(stats):
-            weights = [linear_weight(get_module(layer, p)) for p in paths]
-            sizes = [w.shape[0] for w in weights]
-            result = gptq_codes(torch.cat([w.detach().float() for w in weights]), stats[paths[0]].gram,
-                                self.spec, o.act_order, o.damp, o.blocksize, o.sparsity, self.pruned_of_m, segments=sizes)
-            if o.gguf_type:
-                for path, start, size in zip(paths, [0, *itertools.accumulate(sizes)], sizes):
-                    r = result
-                    replace_with_ggml(layer, path, GridTensor(r.type, r.codes[start:start + size], r.d[start:start + size],
-                                                              None if r.m is None else r.m[start:start + size]))
-                continue
-            codes, scale, zero = result
-            for path, c, s, z in zip(paths, codes.split(sizes), scale.split(sizes), zero.split(sizes)):
-                replace_with_quant(layer, path, c, s, z, self.spec.bits, group_size=self.spec.group_size)
+        for shared in paths_by_input(stats):
+            for spec, paths in self._by_grid(index, layer, shared):
+                weights = [linear_weight(get_module(layer, p)) for p in paths]
+                sizes = [w.shape[0] for w in weights]
+                result = gptq_codes(torch.cat([w.detach().float() for w in weights]), stats[paths[0]].gram,
+                                    spec, o.act_order, o.damp, o.blocksize, o.sparsity, self.pruned_of_m, segments=sizes)
+                if self.plan is not None:
+                    for path, start, size in zip(paths, [0, *itertools.accumulate(sizes)], sizes):
+                        replace_with_ggml(layer, path, result.map_rows(lambda x, a=start, n=size: x[a:a + n]))
+                    continue
+                codes, scale, zero = result
+                for path, c, s, z in zip(paths, codes.split(sizes), scale.split(sizes), zero.split(sizes)):
+                    replace_with_quant(layer, path, c, s, z, spec.bits, group_size=spec.group_size)
 
 
 def gptq_quantize(model, tokenizer, options: GPTQOptions, context):
+    plan = None
     if options.gguf_type:
-        if grid_type(options.gguf_type).has_min and (options.sparsity or options.pattern):
+        plan = GridPlan(model, options.gguf_type)
+        if (options.sparsity or options.pattern) and any(g.has_min for g in plan.grids(model)):
             raise SlmError(f"--gguf-type {options.gguf_type}: a grid with a min cannot store pruned weights as exact zeros; "
-                           "prune with Q4_0, Q5_0 or Q8_0")
-        check_model_rows(model, options.gguf_type)
+                           "prune with Q4_0, Q5_0, Q8_0 or Q6_K")
     else:
         check_group_size(model, options.group_size)
-    run_layerwise(model, GPTQ(options), context.calibration_ids(), description="gptq")
+    run_layerwise(model, GPTQ(options, plan), context.calibration_ids(), description="gptq")
     return model

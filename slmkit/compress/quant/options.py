@@ -22,16 +22,19 @@ class WeightQuantOptions(StepOptions):
                                       "(default: 64 for < 8 bits, per channel for 8 bits)")
     symmetric: bool = Field(True, description="symmetric grid (zero point fixed at the middle)")
     gguf_type: Optional[str] = Field(None, description="round onto this llama.cpp grid instead (Q4_0, Q4_1, Q5_0, "
-                                     "Q5_1, Q8_0: blocks of 32 with fp16 scales); bits/group-size/symmetric are then "
-                                     "the grid's, and the model exports to GGUF bit-exactly")
+                                     "Q5_1, Q8_0: blocks of 32 with fp16 scales; Q4_K, Q5_K, Q6_K: super-blocks of 256), "
+                                     "or each layer onto the type a K file type gives it (Q4_K_S, Q4_K_M, Q5_K_S, "
+                                     "Q5_K_M); bits/group-size/symmetric are then the grid's, and the model exports "
+                                     "to GGUF bit-exactly")
 
     @field_validator("gguf_type")
     @classmethod
     def _known_grid(cls, value: Optional[str]) -> Optional[str]:
+        from slmkit.ggml.mix import K_MIXES
         from slmkit.ggml.types import GRID_TYPES
 
-        if value is not None and value.upper() not in GRID_TYPES:
-            raise ValueError(f"gguf_type must be one of {', '.join(GRID_TYPES)} (got {value})")
+        if value is not None and value.upper() not in (*GRID_TYPES, *K_MIXES):
+            raise ValueError(f"gguf_type must be one of {', '.join((*GRID_TYPES, *K_MIXES))} (got {value})")
         return None if value is None else value.upper()
 
     @field_validator("bits")
@@ -48,16 +51,21 @@ class WeightQuantOptions(StepOptions):
         return self
 
 
+IMPORTANCE_TYPES = ("Q4_0", "Q5_0", "Q8_0", "Q4_K", "Q5_K", "Q6_K", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M")
+
+
 class RTNOptions(WeightQuantOptions):
     """Round-to-nearest quantization: no calibration data (unless `importance`)."""
 
-    importance: bool = Field(False, description="with --gguf-type Q4_0/Q5_0: weight the rounding by each input "
-                             "channel's mean squared activation on the calibration data, as llama.cpp's imatrix does")
+    importance: bool = Field(False, description="with --gguf-type Q4_0/Q5_0/Q8_0 or a K grid or mix: weight the "
+                             "rounding by each input channel's mean squared activation on the calibration data, "
+                             "as llama.cpp's imatrix does")
 
     @model_validator(mode="after")
     def _importance_needs_a_grid(self):
-        if self.importance and self.gguf_type not in ("Q4_0", "Q5_0", "Q8_0"):
-            raise ValueError("importance needs gguf_type Q4_0, Q5_0 or Q8_0 (llama.cpp's imatrix rounding of those grids)")
+        if self.importance and self.gguf_type not in IMPORTANCE_TYPES:
+            raise ValueError(f"importance needs gguf_type {', '.join(IMPORTANCE_TYPES)} (llama.cpp's imatrix rounding "
+                             "of those grids)")
         return self
 
 

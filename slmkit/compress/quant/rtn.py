@@ -31,14 +31,16 @@ def rtn_quantize(model, tokenizer, options: WeightQuantOptions, context=None):
 
 @torch.no_grad()
 def rtn_onto_ggml(model, gguf_type: str):
-    """Every decoder Linear rounded by llama.cpp's reference quantizer onto `gguf_type`, kept as GgmlLinear."""
-    from slmkit.compress.quant.ggml_grid import check_model_rows
+    """Every decoder Linear rounded by llama.cpp's reference quantizer onto its grid for `gguf_type`, kept as GgmlLinear."""
+    from slmkit.compress.quant.ggml_plan import GridPlan
     from slmkit.ggml.rtn import quantize
     from slmkit.modules.ggml_linear import replace_with_ggml
 
-    t = check_model_rows(model, gguf_type)
+    plan = GridPlan(model, gguf_type)
     for name, module in decoder_linears(model).items():
-        replace_with_ggml(model, name, quantize(linear_weight(module), t))
+        t = plan.of(name, module)
+        if t is not None:
+            replace_with_ggml(model, name, quantize(linear_weight(module), t))
     return model
 
 
@@ -48,8 +50,8 @@ class ImportanceRTN:
     stats = {"sqnorm"}
     sequential = True
 
-    def __init__(self, t, tokens: int) -> None:
-        self.t, self.tokens = t, tokens
+    def __init__(self, plan, tokens: int) -> None:
+        self.plan, self.tokens = plan, tokens
 
     def apply(self, index, layer, stats) -> None:
         from slmkit.anatomy import get_module
@@ -57,16 +59,24 @@ class ImportanceRTN:
         from slmkit.modules.ggml_linear import replace_with_ggml
 
         for path, s in stats.items():
-            importance = (s.sqnorm / self.tokens).float()
-            replace_with_ggml(layer, path, quantize(linear_weight(get_module(layer, path)), self.t, importance))
+            module = get_module(layer, path)
+            t = self.plan.in_layer(index, path, module)
+            if t is not None:
+                importance = (s.sqnorm / self.tokens).float()
+                replace_with_ggml(layer, path, quantize(linear_weight(module), t, importance))
 
 
 def importance_rtn(model, gguf_type: str, context):
     """Importance-weighted RTN onto `gguf_type` from the calibration batch (llama-imatrix + llama-quantize --imatrix)."""
     from slmkit.compress.layerwise import run_layerwise
-    from slmkit.compress.quant.ggml_grid import check_model_rows
+    from slmkit.compress.quant.ggml_plan import GridPlan
+    from slmkit.errors import SlmError
 
-    t = check_model_rows(model, gguf_type)
+    plan = GridPlan(model, gguf_type)
+    unweighted = sorted(g.name for g in plan.grids(model) if g.has_min and not g.is_k)
+    if unweighted:
+        raise SlmError(f"--gguf-type {gguf_type} puts some layers on {', '.join(unweighted)}, whose importance-weighted "
+                       "rounding is not built; drop --importance or choose a type whose layers avoid it")
     ids = context.calibration_ids()
-    run_layerwise(model, ImportanceRTN(t, ids.numel()), ids, description="importance-rtn")
+    run_layerwise(model, ImportanceRTN(plan, ids.numel()), ids, description="importance-rtn")
     return model
