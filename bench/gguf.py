@@ -28,6 +28,9 @@ from pathlib import Path
 from common import DATA, ROOT
 from llamacpp_tools import ensure_tools
 
+# This file is called gguf.py: drop bench/ from the path so `import gguf` finds the gguf package, not this script.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
 MODEL = "smollm2-135m"
 WIKI = DATA / "wikitext2" / "wiki.test.raw"
 RESULTS = ROOT / "bench" / "results" / "gguf"

@@ -47,7 +47,7 @@ def download_sdist(version: str) -> Path:
         return unpacked
     HOME.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "pip", "download", f"llama-cpp-python=={version}", "--no-binary", ":all:",
-                    "--no-deps", "--no-build-isolation", "-d", str(HOME)], check=True)
+                    "--no-deps", "-d", str(HOME)], check=True)
     archive = next(HOME.glob(f"llama_cpp_python-{version}.tar.gz"))
     with tarfile.open(archive) as tar:
         tar.extractall(HOME, filter="data")
