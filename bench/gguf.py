@@ -10,8 +10,8 @@ same top token) and timed by llama-bench (pp512, tg128). Rows are cached in benc
     python bench/gguf.py --speed-only                      # llama-bench on the cached files (a quiet machine, alone)
     python bench/gguf.py --types Q4_0,Q4_K_M --no-speed    # other types; one slmkit rejects is noted and skipped
     python bench/gguf.py --report                          # the table from cached results, measuring nothing
-    python bench/gguf.py --check-imatrix Q4_0              # slmkit's importance rounding fed llama-imatrix's values,
-                                                           # compared byte for byte with llama-quantize --imatrix
+    python bench/gguf.py --check-bytes Q4_0                # slmkit's rounding of the F16 base (importance: llama-imatrix's
+                                                           # values) byte for byte against llama-quantize's two files
 """
 
 from __future__ import annotations
@@ -296,7 +296,7 @@ def speed_verdict(r: dict, peer: dict) -> str:
     return f"{diff:+.1f} t/s (noise {noise:.1f}) {verdict(abs(diff) <= noise)}"
 
 
-# ---- direct check: slmkit's importance rounding with llama-imatrix's values ---------------------------
+# ---- direct check: slmkit's rounding of the same F16 input, with llama-imatrix's values ---------------------------
 
 
 def imatrix_values(path: Path) -> dict:
@@ -309,33 +309,48 @@ def imatrix_values(path: Path) -> dict:
             for name in tensors if name.endswith(".in_sum2")}
 
 
-def check_imatrix(gtype: str) -> None:
-    """Quantize each F16 tensor with slmkit.ggml.rtn and llama-imatrix's importance; compare with llama-quantize's bytes."""
+def check_bytes(gtype: str) -> None:
+    """Round each F16 base tensor with slmkit.ggml.rtn (with llama-imatrix's importance for the imatrix file) and
+    compare the bytes with llama-quantize's files of the same type."""
+    for method in (PEER, PEER_IMATRIX):
+        peer_file = FILES / f"{file_stem(method, gtype)}.gguf"
+        if not peer_file.is_file():
+            raise SystemExit(f"--check-bytes {gtype}: run the {gtype} rows first ({peer_file.name} is missing)")
+        importance = imatrix_values(FILES / "imatrix.gguf") if method == PEER_IMATRIX else None
+        same, differ = compare_file(peer_file, importance)
+        print(f"{peer_file.name}: {len(same)} of {len(same) + len(differ)} grid tensors byte-identical to slmkit's "
+              f"rounding of the F16 base{' with llama-imatrix importance' if importance else ''}")
+        for line in differ:
+            print("  " + line)
+
+
+def compare_file(peer_file: Path, importance: dict | None) -> tuple[list[str], list[str]]:
     import torch
     from gguf import GGUFReader
 
+    from slmkit.errors import SlmError
     from slmkit.ggml.blocks import pack
     from slmkit.ggml.rtn import quantize
     from slmkit.ggml.types import GRID_TYPES
 
-    peer_file = FILES / f"{file_stem(PEER_IMATRIX, gtype)}.gguf"
-    if not peer_file.is_file():
-        raise SystemExit(f"--check-imatrix {gtype}: run the {gtype} rows first ({peer_file.name} is missing)")
-    importance = imatrix_values(FILES / "imatrix.gguf")
     base_tensors = {t.name: t for t in GGUFReader(FILES / "base-F16.gguf").tensors}
     same, differ = [], []
     for tensor in GGUFReader(peer_file).tensors:
         grid = GRID_TYPES.get(tensor.tensor_type.name)
-        if grid is None or tensor.name not in importance:
+        if grid is None:
             continue
         w = torch.from_numpy(base_tensors[tensor.name].data.astype("float32"))
-        ours = pack(quantize(w, grid, importance[tensor.name])).numpy().reshape(-1)
+        vector = importance.get(tensor.name) if importance else None
+        try:
+            ours = pack(quantize(w, grid, vector)).numpy().reshape(-1)
+        except SlmError as err:  # a rounding slmkit does not build: reported, not compared
+            differ.append(f"{tensor.name} ({grid.name}): not compared, {err}")
+            continue
         theirs = tensor.data.reshape(-1)
         bad = int((ours != theirs).sum())
-        (differ if bad else same).append(f"{tensor.name} ({grid.name}): {bad} of {theirs.size} bytes differ")
-    print(f"{len(same)} of {len(same) + len(differ)} imatrix-rounded tensors byte-identical to {peer_file.name}")
-    for line in differ:
-        print("  " + line)
+        imp = "importance" if vector is not None else "plain"
+        (differ if bad else same).append(f"{tensor.name} ({grid.name}, {imp}): {bad} of {theirs.size} bytes differ")
+    return same, differ
 
 
 def main() -> None:
@@ -345,10 +360,10 @@ def main() -> None:
     parser.add_argument("--speed-only", action="store_true", help="llama-bench on the cached files, merged into the rows")
     parser.add_argument("--report", action="store_true", help="print the table from cached rows, measure nothing")
     parser.add_argument("--sdist", type=Path, help="build llama.cpp's tools from this unpacked llama-cpp-python sdist")
-    parser.add_argument("--check-imatrix", metavar="TYPE", help="compare slmkit's importance rounding with llama.cpp's bytes")
+    parser.add_argument("--check-bytes", metavar="TYPE", help="slmkit's rounding of the F16 base vs llama-quantize's bytes")
     args = parser.parse_args()
-    if args.check_imatrix:
-        return check_imatrix(args.check_imatrix)
+    if args.check_bytes:
+        return check_bytes(args.check_bytes.upper())
     if args.no_speed and args.speed_only:
         raise SystemExit("--no-speed and --speed-only contradict each other")
     FILES.mkdir(parents=True, exist_ok=True)
