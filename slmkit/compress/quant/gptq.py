@@ -67,7 +67,10 @@ def gptq_codes(weight: torch.Tensor, hessian: torch.Tensor, spec, act_order: boo
     perm = None
     if act_order and pruned_of_m is None:  # an N:M pattern needs consecutive inputs: no reordering then
         perm = torch.argsort(torch.diag(hessian), descending=True)
-    quantizer = GroupQuantizer(spec, W, perm) if isinstance(spec, QuantSpec) else GgmlColumnQuantizer(spec, W, perm)
+    if isinstance(spec, QuantSpec):
+        quantizer = GroupQuantizer(spec, W, perm)
+    else:
+        quantizer = GgmlColumnQuantizer(spec, W, perm, importance=torch.diag(hessian).float())
     H = hessian if perm is None else hessian[perm][:, perm]
     Wp = W if perm is None else W[:, perm]
     obs_sweep(Wp, H, sparsity=sparsity, pruned_of_m=pruned_of_m, quantizer=quantizer, blocksize=blocksize, damp=damp,
