@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
 
 from slmkit.data.corpus import check_source
+from slmkit.data.generated import MODEL_SOURCES
 from slmkit.errors import SlmError
 from slmkit.evaluate.trust import SUITES
 from slmkit.formats import SAVE_FORMATS
@@ -41,15 +42,20 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _source_exists(cls, value: str) -> str:
+    return as_value_error(check_source, value)
+
+
 class CalibrationConfig(Section):
-    data: str = Field("pydoc", description="pydoc, a text/JSON/JSONL file, or hf:NAME[:CONFIG][@SPLIT]")
+    data: str = Field("mixed", description="mixed (the model's own text and pydoc), generated (the model's own "
+                      "text), pydoc, a text/JSON/JSONL file, or hf:NAME[:CONFIG][@SPLIT]")
     nsamples: PositiveInt = 32
     seqlen: PositiveInt = 512
 
     @field_validator("data")
     @classmethod
     def _exists(cls, value: str) -> str:
-        return as_value_error(check_source, value)
+        return value if value in MODEL_SOURCES else _source_exists(cls, value)
 
 
 class PerplexityEval(Section):
@@ -59,7 +65,7 @@ class PerplexityEval(Section):
     from_end: bool = Field(False, description="score the last max_windows windows of the text (the tail a pretrain step "
                                               "holds out) instead of the first")
 
-    _exists = field_validator("data")(CalibrationConfig._exists.__func__)
+    _exists = field_validator("data")(_source_exists)
 
 
 class ProfileEval(Section):
@@ -207,6 +213,9 @@ def check_offload(recipe: Recipe) -> None:
         raise SlmError(f"model: layer offload reads a local folder; download {recipe.model} first and give its folder")
     if recipe.save.format != "hf":
         raise SlmError(f"save.format: layer offload writes format hf only, not {recipe.save.format}")
+    if recipe.calibration.data in MODEL_SOURCES and "data" in recipe.calibration.model_fields_set:
+        raise SlmError(f"calibration.data: with layer offload the model cannot write its own text ({recipe.calibration.data} "
+                       "needs the whole model in memory); use pydoc or a file")
     ev = recipe.eval
     asked = [name for name in ("perplexity", "profile", "tasks", "trust") if getattr(ev, name)]
     if asked:

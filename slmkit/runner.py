@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from slmkit.data.generated import MODEL_SOURCES
 from slmkit.failpoints import failpoint
 from slmkit.models.source import resolve_model
 from slmkit.outputs import check_target
@@ -33,10 +34,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def calibration_source(recipe: Recipe) -> str:
+    """The recipe's calibration source; with layer offload the model cannot write its own text (that needs the
+    whole model in memory), so the default falls back to pydoc (check_offload rejects an explicit one)."""
+    source = recipe.calibration.data
+    return "pydoc" if recipe.offload and source in MODEL_SOURCES else source
+
+
 def step_context(recipe: Recipe, tokenizer) -> StepContext:
     return StepContext(
         seed=recipe.seed,
-        calibration_source=recipe.calibration.data,
+        calibration_source=calibration_source(recipe),
         nsamples=recipe.calibration.nsamples,
         seqlen=recipe.calibration.seqlen,
         tokenizer=tokenizer,
@@ -55,6 +63,7 @@ def apply_steps(model, tokenizer, recipe: Recipe) -> tuple[Any, list[dict]]:
     log = []
     for entry in recipe.steps:
         step = get_step(entry.name)
+        context.model = model  # the model-written calibration text comes from the model as the step receives it
         start, logged = time.perf_counter(), len(context.log)
         result = step.function()(model, tokenizer, entry.options, context)
         model = result if result is not None else model

@@ -108,21 +108,24 @@ class StepContext:
     """What a step may need besides the model: seed, calibration data, and a log for the manifest.
 
     `calibration` is the batch of token ids the calibration-based steps share: sampled on first use
-    from `calibration_source` under the seed, or given by the caller. Lines a step appends to `log`
-    are recorded with that step in the output's slmkit.json."""
+    from `calibration_source` under the seed, or given by the caller. The default source, `mixed`,
+    is partly written by `model` (the runner keeps it pointing at the current model). Lines a step
+    appends to `log` are recorded with that step in the output's slmkit.json."""
 
     seed: int = 0
-    calibration_source: str = "pydoc"
+    calibration_source: str = "mixed"
     nsamples: int = 32
     seqlen: int = 512
     tokenizer: Any = None
     log: list[str] = field(default_factory=list)
     calibration: Any = None
+    model: Any = None
 
     def calibration_ids(self):
         """The calibration batch [nsamples, seqlen], sampled once per run under the seed."""
         if self.calibration is None:
             from slmkit.data.calibration import calibration_batch
 
-            self.calibration = calibration_batch(self.tokenizer, self.calibration_source, self.nsamples, self.seqlen, self.seed)
+            self.calibration = calibration_batch(self.tokenizer, self.calibration_source, self.nsamples, self.seqlen,
+                                                 self.seed, model=self.model)
         return self.calibration

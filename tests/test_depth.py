@@ -118,7 +118,7 @@ def test_removing_no_layers_changes_nothing():
 
 def test_step_uses_calibration_data(tokenizer):
     model = tiny_model("qwen2", num_hidden_layers=4)
-    context = StepContext(tokenizer=tokenizer, nsamples=4, seqlen=32)
+    context = StepContext(tokenizer=tokenizer, nsamples=4, seqlen=32, calibration_source="pydoc")
     out = depth_prune(model, tokenizer, DepthPruneOptions(ratio=0.5), context)
     assert out.config.num_hidden_layers == 2 and "removed layers" in context.log[-1]
 

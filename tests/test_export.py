@@ -24,7 +24,7 @@ IDS = torch.randint(1, 300, (2, 24), generator=torch.Generator().manual_seed(0))
 
 def quantized(method, options, tokenizer, family="llama"):
     step = get_step(method)
-    context = StepContext(tokenizer=tokenizer, nsamples=4, seqlen=32)
+    context = StepContext(tokenizer=tokenizer, nsamples=4, seqlen=32, calibration_source="pydoc")
     return step.function()(tiny_model(family), tokenizer, step.options.model_validate(options), context)
 
 

@@ -31,7 +31,7 @@ NAMES = {"q_proj": "attn_q", "k_proj": "attn_k", "v_proj": "attn_v", "o_proj": "
 
 def gptq_model(gguf_type: str, **options):
     model = tiny_model("llama", seed=7, hidden_size=64, intermediate_size=128)
-    context = StepContext(tokenizer=tiny_tokenizer(), nsamples=4, seqlen=32)
+    context = StepContext(tokenizer=tiny_tokenizer(), nsamples=4, seqlen=32, calibration_source="pydoc")
     return gptq_quantize(model, tiny_tokenizer(), GPTQOptions(gguf_type=gguf_type, **options), context)
 
 
@@ -149,7 +149,7 @@ def test_awq_on_the_grid_exports_raw(tmp_path, quantizer):
     from slmkit.compress.quant.options import AWQOptions
 
     model = tiny_model("llama", seed=7, hidden_size=64, intermediate_size=128)
-    context = StepContext(tokenizer=tiny_tokenizer(), nsamples=4, seqlen=32)
+    context = StepContext(tokenizer=tiny_tokenizer(), nsamples=4, seqlen=32, calibration_source="pydoc")
     model = awq_quantize(model, tiny_tokenizer(), AWQOptions(gguf_type="Q4_0", quantizer=quantizer, grid=4), context)
     assert all(isinstance(m, GgmlLinear) and m.gguf_type == "Q4_0" for m in decoder_linears(model).values())
     tensors = {t.name: t for t in gguf.GGUFReader(export_gguf(model, tiny_tokenizer(), tmp_path / "m.gguf")).tensors}
@@ -160,7 +160,7 @@ def test_awq_on_the_grid_exports_raw(tmp_path, quantizer):
 def test_importance_rtn_lowers_output_error_and_exports_raw(tmp_path):
     """With the calibration inputs' importance, the rounding error the layer's outputs see goes down."""
     make = lambda: tiny_model("llama", seed=7, hidden_size=64, intermediate_size=128)  # noqa: E731
-    context = StepContext(tokenizer=tiny_tokenizer(), nsamples=4, seqlen=32)
+    context = StepContext(tokenizer=tiny_tokenizer(), nsamples=4, seqlen=32, calibration_source="pydoc")
     weighted = rtn_quantize(make(), tiny_tokenizer(), RTNOptions(gguf_type="Q4_0", importance=True), context)
     plain = rtn_quantize(make(), tiny_tokenizer(), RTNOptions(gguf_type="Q4_0"))
     ids, base = context.calibration_ids(), make()

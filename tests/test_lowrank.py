@@ -113,7 +113,7 @@ def test_gpt2_fused_attention_is_factorized():
 
 
 def calibration():
-    return StepContext(tokenizer=tiny_tokenizer(), nsamples=8, seqlen=32)
+    return StepContext(tokenizer=tiny_tokenizer(), nsamples=8, seqlen=32, calibration_source="pydoc")
 
 
 def compressed(allocation, method="svd-llm", model=None):
@@ -173,7 +173,7 @@ def test_energy_with_global_allocation_is_refused():
 def test_factorized_model_is_smaller_reloads_and_merges(family, method, tmp_path):
     model = tiny_model(family)
     dense_params, _ = count_parameters(model)
-    context = StepContext(tokenizer=tiny_tokenizer(), nsamples=4, seqlen=32)
+    context = StepContext(tokenizer=tiny_tokenizer(), nsamples=4, seqlen=32, calibration_source="pydoc")
     model = low_rank(model, None, LowRankOptions(rank_ratio=0.5, activation_aware=method), context)
     assert count_parameters(model)[0] < dense_params
     assert any(isinstance(m, FactorizedLinear) for m in model.modules())

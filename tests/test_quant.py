@@ -123,7 +123,7 @@ def test_every_method_packs_every_decoder_linear(family, method, options, tokeni
     with torch.no_grad():
         reference = model(ids).logits
     step = get_step(method)
-    context = StepContext(tokenizer=tokenizer, nsamples=4, seqlen=32)
+    context = StepContext(tokenizer=tokenizer, nsamples=4, seqlen=32, calibration_source="pydoc")
     model = step.function()(model, tokenizer, step.options.model_validate(options), context)
     assert all(isinstance(m, QuantLinear) for m in decoder_linears(model).values())
     assert not any(isinstance(m, nn.Linear) for m in decoder_linears(model).values())

@@ -19,7 +19,7 @@ LLAMA_LIKE = [f for f in FAMILIES if f not in ("gpt2", "opt")]
 def context():
     from tiny import tiny_tokenizer
 
-    return StepContext(tokenizer=tiny_tokenizer(), nsamples=4, seqlen=32)
+    return StepContext(tokenizer=tiny_tokenizer(), nsamples=4, seqlen=32, calibration_source="pydoc")
 
 
 def logits(model):

@@ -65,7 +65,9 @@ def compress_command(
     model: str = typer.Argument(..., help="Embedded name, HF folder, .gguf file or hub id."),
     method: str = typer.Option(..., "--method", "-m", help="A step name: see the list below."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (written atomically)."),
-    calib: str = typer.Option("pydoc", "--calib", help="Calibration data: pydoc, a text/JSON/JSONL file, or hf:NAME."),
+    calib: Optional[str] = typer.Option(None, "--calib", help="Calibration data: mixed (the model's own text and "
+                                        "pydoc), generated, pydoc, a text/JSON/JSONL file, or hf:NAME.",
+                                        show_default=CalibrationConfig.model_fields["data"].default),
     nsamples: Optional[int] = typer.Option(None, "--nsamples", min=1, help="Calibration windows.",
                                            show_default=str(CalibrationConfig.model_fields["nsamples"].default)),
     seqlen: Optional[int] = typer.Option(None, "--seqlen", min=1, help="Tokens per calibration window.",
@@ -103,7 +105,8 @@ def compress_command(
             "model": model,
             "dtype": dtype,
             "seed": seed,
-            "calibration": {"data": calib, **({"nsamples": nsamples} if nsamples else {}), **({"seqlen": seqlen} if seqlen else {})},
+            "calibration": {**({"data": calib} if calib else {}), **({"nsamples": nsamples} if nsamples else {}),
+                            **({"seqlen": seqlen} if seqlen else {})},
             "steps": [{method: options}],
             "save": {"format": format},
             "eval": {

@@ -69,8 +69,10 @@ def gptq_codes(weight: torch.Tensor, hessian: torch.Tensor, spec, act_order: boo
         perm = torch.argsort(torch.diag(hessian), descending=True)
     if isinstance(spec, QuantSpec):
         quantizer = GroupQuantizer(spec, W, perm)
+    elif spec.is_k:
+        quantizer = KColumnQuantizer(spec, W, perm)
     else:
-        quantizer = (KColumnQuantizer if spec.is_k else GgmlColumnQuantizer)(spec, W, perm)
+        quantizer = GgmlColumnQuantizer(spec, W, perm, importance=torch.diag(hessian).float())
     H = hessian if perm is None else hessian[perm][:, perm]
     Wp = W if perm is None else W[:, perm]
     obs_sweep(Wp, H, sparsity=sparsity, pruned_of_m=pruned_of_m, quantizer=quantizer, blocksize=blocksize, damp=damp,
