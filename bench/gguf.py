@@ -114,8 +114,10 @@ def calibration_text() -> tuple[Path, int]:
 
     recipe = Recipe(model=MODEL)
     if not path.is_file():
-        _, tokenizer = load_model(MODEL)
-        ids = step_context(recipe, tokenizer).calibration_ids()
+        model, tokenizer = load_model(MODEL)
+        context = step_context(recipe, tokenizer)
+        context.model = model  # the default source is partly written by the model, as in `slm compress`
+        ids = context.calibration_ids()
         path.write_text("\n".join(tokenizer.decode(window) for window in ids.tolist()))
     return path, recipe.calibration.nsamples
 

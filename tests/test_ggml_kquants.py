@@ -26,7 +26,7 @@ from tests.ggml_ref import ggml_quantize
 
 
 def context():
-    return StepContext(tokenizer=tiny_tokenizer(), nsamples=4, seqlen=32)
+    return StepContext(tokenizer=tiny_tokenizer(), nsamples=4, seqlen=32, calibration_source="pydoc")
 
 
 def k_model(**shape):

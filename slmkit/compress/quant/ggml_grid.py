@@ -16,7 +16,7 @@ import torch
 from slmkit.anatomy import decoder_linears
 from slmkit.compress.layerwise import in_features
 from slmkit.ggml.blocks import GridTensor
-from slmkit.ggml.rtn import _make_qx
+from slmkit.ggml.qx import make_qx
 from slmkit.ggml.types import GridType, check_rows, grid_type
 
 
@@ -41,7 +41,7 @@ def block_params(w: torch.Tensor, t: GridType, weight: torch.Tensor | None = Non
         return (w.abs().amax(1) / 127).half().float(), None
     if not t.has_min:
         if weight is not None:
-            return _make_qx(w.contiguous(), weight.float().contiguous(), t.nmax)[1].half().float(), None
+            return make_qx(w.contiguous(), weight.float().contiguous(), t.nmax)[1].half().float(), None
         return (w.gather(1, w.abs().argmax(1, keepdim=True))[:, 0] / -t.nmax).half().float(), None
     lo, hi = w.amin(1), w.amax(1)
     return ((hi - lo) / t.nmax).half().float(), lo.half().float()
