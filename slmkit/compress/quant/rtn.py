@@ -45,25 +45,32 @@ def rtn_onto_ggml(model, gguf_type: str):
 
 
 class ImportanceRTN:
-    """Layer-wise client: each Linear rounded by llama.cpp's imatrix rule, importance = mean x_j² of its inputs."""
+    """Layer-wise client: each Linear rounded by llama.cpp's imatrix rule, importance = mean x_j² of its inputs.
+
+    As llama-imatrix does, the statistics come from the float model: a layer is rounded only after
+    its float outputs have become the next layer's inputs (after_layer), never from rounded activations."""
 
     stats = {"sqnorm"}
-    sequential = True
+    sequential = False
 
     def __init__(self, plan, tokens: int) -> None:
         self.plan, self.tokens = plan, tokens
+        self.pending: dict = {}
 
     def apply(self, index, layer, stats) -> None:
+        self.pending = {path: (s.sqnorm / self.tokens).float() for path, s in stats.items()}
+
+    def after_layer(self, index, layer, inputs, outputs) -> None:
         from slmkit.anatomy import get_module
         from slmkit.ggml.rtn import quantize
         from slmkit.modules.ggml_linear import replace_with_ggml
 
-        for path, s in stats.items():
+        for path, importance in self.pending.items():
             module = get_module(layer, path)
             t = self.plan.in_layer(index, path, module)
             if t is not None:
-                importance = (s.sqnorm / self.tokens).float()
                 replace_with_ggml(layer, path, quantize(linear_weight(module), t, importance))
+        self.pending = {}
 
 
 def importance_rtn(model, gguf_type: str, context):
