@@ -58,7 +58,7 @@ def test_compress_writes_output(tiny_folder, tmp_path):
 
 
 def test_compress_with_offload_writes_the_same_model_as_in_memory(tiny_folder, tmp_path):
-    args = ["compress", str(tiny_folder), "--method", "wanda", "--nsamples", "4", "--seqlen", "32"]
+    args = ["compress", str(tiny_folder), "--method", "wanda", "--calib", "pydoc", "--nsamples", "4", "--seqlen", "32"]
     slm(*args, "--out", str(tmp_path / "memory"), check=True)
     slm(*args, "--offload", "--out", str(tmp_path / "offload"), check=True)
     memory, offload = (AutoModelForCausalLM.from_pretrained(tmp_path / name).state_dict() for name in ("memory", "offload"))

@@ -47,7 +47,7 @@ def test_engine_gives_the_same_model_with_and_without_offload(tmp_path, family, 
 def test_an_offloaded_recipe_chains_its_steps_and_matches_the_in_memory_run(tmp_path):
     source = save_tiny(tmp_path / "src")
     steps = [{"magnitude": {"sparsity": 0.25}}, {"sparsegpt": {"sparsity": 0.5}}]
-    recipe = {"model": str(source), "calibration": {"nsamples": 4, "seqlen": 32}, "eval": NO_EVAL}
+    recipe = {"model": str(source), "calibration": {"data": "pydoc", "nsamples": 4, "seqlen": 32}, "eval": NO_EVAL}
     slmkit.run({**recipe, "steps": steps}, tmp_path / "memory", show_progress=False)
     offloaded = [{name: {**options, "offload": True}} for step in steps for name, options in step.items()]
     manifest = slmkit.run({**recipe, "steps": offloaded}, tmp_path / "offload", show_progress=False)
